@@ -1,0 +1,5 @@
+#include "heidi/version.hpp"
+
+namespace heidi {
+const char* version() noexcept { return kVersion; }
+}  // namespace heidi

@@ -1,0 +1,64 @@
+"""Shared fixtures. ``backend`` runs a test once per engine implementation.
+
+``HEIDI_REQUIRE_NATIVE=1`` (set by CI) turns a missing native module into a failure
+instead of a skip.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from heidi_engine import backend as backend_mod
+
+BACKEND_IDS = ("native", "python")
+
+
+def _load_backend(name: str):
+    if name == "native":
+        reason = backend_mod.native_import_error()
+        if reason is not None:
+            if os.environ.get("HEIDI_REQUIRE_NATIVE") == "1":
+                pytest.fail(f"native backend required but heidi_cpp does not import: {reason}")
+            pytest.skip(f"heidi_cpp not built: {reason}")
+    return backend_mod.load(name)
+
+
+@pytest.fixture(params=BACKEND_IDS)
+def backend(request):
+    """The engine implementation under test (``.name`` is ``native`` or ``python``)."""
+    if request.param == "native":
+        request.applymarker(pytest.mark.native)
+    return _load_backend(request.param)
+
+
+@pytest.fixture
+def native():
+    return _load_backend("native")
+
+
+@pytest.fixture
+def pure():
+    return _load_backend("python")
+
+
+@pytest.fixture
+def out_dir(tmp_path):
+    path = tmp_path / "out"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def clean_env(monkeypatch):
+    """Remove every engine variable from the environment for the test."""
+    prefixes = ("HEIDI_", "OUT_DIR", "PIPELINE_MODE", "RUN_UNIT_TESTS", "ROUNDS",
+                "SAMPLES_PER_ROUND", "RUN_ID", "SEED", "VAL_RATIO", "BASE_MODEL",
+                "TRAIN_STEPS", "LR", "LORA_R", "LORA_ALPHA", "SEQ_LEN", "BATCH_SIZE",
+                "GRAD_ACCUM")
+    keep = {"HEIDI_BACKEND", "HEIDI_REQUIRE_NATIVE"}
+    for key in list(os.environ):
+        if key.startswith(prefixes) and key not in keep:
+            monkeypatch.delenv(key)
+    return monkeypatch
