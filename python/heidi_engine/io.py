@@ -1,0 +1,104 @@
+"""Atomic file writing and JSONL reading shared by the stages and tools.
+
+Every file is written to a temporary name in its own directory (containing ``.tmp``),
+fsynced, renamed over the target, and the directory fsynced (SPEC §5), so a reader
+never sees a half-written file and a crash leaves either the old or the new file.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+
+_counter = itertools.count()
+
+
+def _fsync_enabled() -> bool:
+    return os.environ.get("HEIDI_FSYNC", "1").strip().lower() not in ("0", "false")
+
+
+def fsync_dir(directory: str | os.PathLike) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def temp_path_for(path: Path) -> Path:
+    """A temporary name beside ``path``, unique per process and call."""
+    return path.with_name(f"{path.name}.{os.getpid()}.{next(_counter)}.tmp")
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path_for(target)
+    sync = _fsync_enabled()
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            if sync:
+                os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if sync:
+        fsync_dir(target.parent)
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def dumps_line(obj: object) -> str:
+    """The engine's JSON encoding: compact, ASCII-only (SPEC §6)."""
+    return json.dumps(obj, ensure_ascii=True, separators=(",", ":"))
+
+
+def write_jsonl_atomic(path: str | os.PathLike, rows: Iterable[Mapping]) -> int:
+    """Write ``rows`` as JSON lines atomically; returns the number of lines."""
+    lines = [dumps_line(row) + "\n" for row in rows]
+    write_text_atomic(path, "".join(lines))
+    return len(lines)
+
+
+def write_json_atomic(path: str | os.PathLike, obj: object, *, indent: int | None = 2) -> None:
+    write_text_atomic(path, json.dumps(obj, ensure_ascii=True, indent=indent) + "\n")
+
+
+class JsonlError(ValueError):
+    """A JSONL file has a line that is not a JSON object."""
+
+
+def iter_jsonl(path: str | os.PathLike) -> Iterator[dict]:
+    """Yield each JSON object of a JSONL file; a bad line raises JsonlError naming it."""
+    with open(path, encoding="utf-8") as fh:
+        for number, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise JsonlError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
+            if not isinstance(obj, dict):
+                raise JsonlError(f"{path}:{number}: expected a JSON object")
+            yield obj
+
+
+def read_jsonl(path: str | os.PathLike) -> list[dict]:
+    return list(iter_jsonl(path))
+
+
+def count_lines(path: str | os.PathLike) -> int:
+    """Newline count of a file, 0 when it does not exist."""
+    try:
+        with open(path, "rb") as fh:
+            return sum(chunk.count(b"\n") for chunk in iter(lambda: fh.read(1 << 20), b""))
+    except FileNotFoundError:
+        return 0
