@@ -19,7 +19,7 @@ case "${1:-}" in
   *) echo "setup.sh: unknown option '$1' (valid: --test, --dev)" >&2; exit 2 ;;
 esac
 
-apt_packages=(libcpp-httplib-dev nlohmann-json3-dev libtomlplusplus-dev libssl-dev bubblewrap libseccomp-dev)
+apt_packages=(pkg-config libcpp-httplib-dev nlohmann-json3-dev libtomlplusplus-dev libssl-dev bubblewrap libseccomp-dev)
 if [ "$mode" != run ]; then
   apt_packages+=(chromium wrk)
 fi
