@@ -1,0 +1,241 @@
+"""Teachers and prompts: modes, answer parsing, the OpenAI-compatible path over HTTP."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import SimpleNamespace
+
+import pytest
+from heidi_engine.errors import ConfigError
+from heidi_engine.prompts import (
+    chat_messages,
+    extract_code,
+    format_training_text,
+    stop_at_toplevel,
+    student_prompt,
+    teacher_instruction,
+)
+from heidi_engine.tasks import Task, procedural
+from heidi_engine.teachers import TEACHER_MODES, MockTeacher, make_teacher
+
+PROMPT = (
+    'def add(a: int, b: int) -> int:\n    """Add two numbers.\n    >>> add(1, 2)\n    3\n    """\n'
+)
+
+MODEL_OUTPUTS = [
+    # prose around a fenced full definition with its own docstring
+    "Sure! Here's the implementation:\n\n```python\ndef add(a: int, b: int) -> int:\n"
+    '    """Add them."""\n    return a + b\n```\n\nThis runs in O(1).',
+    # fence without a language, body only
+    "```\n    return a + b\n```",
+    # bare body, not indented, no fence
+    "return a + b",
+    # helper, import, example usage and asserts that must be dropped; renamed parameters
+    "```python\nimport operator\n\ndef helper(x):\n    return x\n\ndef add(x, y):\n"
+    "    return operator.add(helper(x), y)\n\nprint(add(1, 2))\nassert add(1, 2) == 4\n```",
+    # reasoning tags and an unterminated fence
+    "<think>the sum</think>```py\ndef add(a, b):\n    return a + b\n",
+    # several blocks: the one defining the function wins
+    "```bash\npip install nothing\n```\n```python\ndef add(a, b):\n    total = a\n    total += b\n"
+    "    return total\n```\n```python\nprint(add(1, 2))\n```",
+    # the model echoes the prompt and continues it
+    PROMPT + "    return a + b\n",
+]
+
+
+@pytest.mark.parametrize("text", MODEL_OUTPUTS)
+def test_extract_code_normalises_real_model_outputs(text):
+    completion = extract_code(text, "add", PROMPT)
+    namespace: dict = {}
+    exec(PROMPT + completion + "\nassert add(2, 3) == 5\n", namespace)
+    assert "print(" not in completion and "assert add" not in completion
+
+
+def test_extract_code_keeps_a_matching_body_as_a_continuation():
+    assert extract_code(MODEL_OUTPUTS[0], "add", PROMPT) == "    return a + b\n"
+    assert extract_code(MODEL_OUTPUTS[1], "add", PROMPT) == "    return a + b\n"
+    whole = extract_code(MODEL_OUTPUTS[0], "add", "")
+    assert whole.startswith("def add(a: int, b: int) -> int:")
+
+
+def test_extract_code_returns_unparseable_code_for_the_test_stage_to_reject():
+    completion = extract_code("```python\ndef add(a, b)\n    return a +\n```", "add", PROMPT)
+    assert "return a +" in completion
+
+
+def test_instruction_and_chat_messages_show_the_prompt():
+    task = procedural.generate(1, 1)[0]
+    instruction = teacher_instruction(task)
+    assert task.prompt.rstrip() in instruction and "```python" in instruction
+    assert task.entry_point in instruction
+    messages = chat_messages(instruction)
+    assert [m["role"] for m in messages] == ["system", "user"] and messages[1][
+        "content"
+    ] == instruction
+
+
+def test_student_format():
+    sample = {"prompt": PROMPT, "completion": "    return a + b", "instruction": "ignored"}
+    assert student_prompt(sample) == PROMPT
+    assert format_training_text(sample) == PROMPT + "    return a + b\n"
+    bare = {
+        "prompt": "",
+        "instruction": "Write add.\nIt adds.",
+        "completion": "def add(a, b):\n    return a + b\n",
+    }
+    assert student_prompt(bare) == "# Write add.\n# It adds.\n\n"
+    generated = "    return a + b\n\n\ndef other():\n    pass\n"
+    assert stop_at_toplevel(generated, PROMPT) == "    return a + b\n\n\n"
+    assert stop_at_toplevel("def f():\n    return 1\nprint(f())\n") == "def f():\n    return 1\n"
+
+
+def config(**fields):
+    base = {
+        "teacher": "reference",
+        "seed": 42,
+        "teacher_model": "",
+        "teacher_base_url": "",
+        "teacher_api_key_env": "HEIDI_TEST_KEY",
+        "teacher_concurrency": 4,
+        "base_model": "tiny",
+    }
+    return SimpleNamespace(**{**base, **fields})
+
+
+def test_teacher_modes_are_explicit():
+    assert TEACHER_MODES == ("reference", "openai", "local", "mock")
+    with pytest.raises(
+        ConfigError, match=r"HEIDI_TEACHER: 'gpt4' \(valid: reference, openai, local, mock\)"
+    ):
+        make_teacher(config(teacher="gpt4"))
+    with pytest.raises(ConfigError, match="HEIDI_TEACHER_BASE_URL"):
+        make_teacher(config(teacher="openai", teacher_model="m"))
+    with pytest.raises(ConfigError, match="HEIDI_TEACHER_MODEL"):
+        make_teacher(config(teacher="openai", teacher_base_url="http://127.0.0.1:1/v1"))
+    assert make_teacher(config(teacher="local")).name == "local"  # the model loads lazily
+
+
+def test_reference_teacher_returns_the_canonical_solution():
+    tasks = procedural.generate(2, 5)
+    teacher = make_teacher(config())
+    assert [a.completion for a in teacher.answer(tasks)] == [t.canonical_solution for t in tasks]
+    assert not teacher.writes_text
+    with pytest.raises(ConfigError, match="cannot write free text"):
+        teacher.write(["invent something"])
+
+
+def test_mock_teacher_is_deterministic_mostly_right_and_sometimes_wrong():
+    tasks = procedural.generate(3, 60)
+    teacher = MockTeacher(seed=5)
+    answers = teacher.answer(tasks)
+    assert answers == MockTeacher(seed=5).answer(tasks)
+    wrong = [t for t in tasks if teacher.is_wrong(t)]
+    assert 0 < len(wrong) < len(tasks) / 2
+    for task, answer in zip(tasks, answers, strict=False):
+        assert "```python" in answer.text and answer.completion_tokens > 0
+        expected = (
+            procedural.wrong_solution(task) if teacher.is_wrong(task) else task.canonical_solution
+        )
+        assert answer.completion == expected
+    assert [a.text for a in MockTeacher(seed=6).answer(tasks)] != [a.text for a in answers]
+
+
+class ChatServer:
+    """A tiny chat-completions endpoint answering each task with its reference code."""
+
+    def __init__(self, answers: dict[str, str]) -> None:
+        self.requests: list[dict] = []
+        self.auth: list[str | None] = []
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802  (http.server naming)
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                outer.requests.append(body)
+                outer.auth.append(self.headers.get("Authorization"))
+                prompt = body["messages"][-1]["content"]
+                if "fail_me" in prompt:
+                    self.send_response(400)
+                    payload = b'{"error": {"message": "bad request"}}'
+                else:
+                    text = next((code for key, code in answers.items() if key in prompt), "no idea")
+                    payload = json.dumps(
+                        {
+                            "choices": [{"message": {"role": "assistant", "content": text}}],
+                            "usage": {"prompt_tokens": 11, "completion_tokens": 7},
+                        }
+                    ).encode()
+                    self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join()
+
+
+def test_openai_teacher_over_http(monkeypatch):
+    monkeypatch.setenv("HEIDI_TEST_KEY", "test-key-123")
+    tasks = procedural.generate(4, 6)
+    answers = {
+        t.prompt.rstrip(): f"Here you go:\n```python\n{t.prompt}{t.canonical_solution}```"
+        for t in tasks
+    }
+    server = ChatServer(answers)
+    with server as base_url:
+        teacher = make_teacher(
+            config(teacher="openai", teacher_base_url=base_url, teacher_model="coder")
+        )
+        replies = teacher.answer(tasks)
+        failed = teacher.write(["fail_me please"])
+        teacher.close()
+    assert [r.completion for r in replies] == [t.canonical_solution for t in tasks]
+    assert all(r.ok and r.prompt_tokens == 11 and r.completion_tokens == 7 for r in replies)
+    assert not failed[0].ok and failed[0].error
+    assert {r["model"] for r in server.requests} == {"coder"}
+    assert set(server.auth) == {"Bearer test-key-123"}
+
+
+def test_local_teacher_uses_the_ml_module(monkeypatch):
+    from heidi_engine import ml
+
+    calls = {}
+
+    class Tok:
+        chat_template = None
+
+        def __call__(self, text, add_special_tokens=False):
+            return {"input_ids": text.split()}
+
+    def fake_load(name, seed=42):
+        calls["model"] = name
+        return object(), Tok()
+
+    def fake_generate(model, tokenizer, prompts, max_new_tokens):
+        calls["prompts"] = prompts
+        return ["```python\ndef add(a, b):\n    return a + b\n```" for _ in prompts]
+
+    monkeypatch.setattr(ml, "load_model", fake_load)
+    monkeypatch.setattr(ml, "generate", fake_generate)
+    task = Task(
+        "t/1", PROMPT, "    return a + b\n", "def check(c):\n    assert c(1, 2) == 3\n", "add"
+    )
+    teacher = make_teacher(config(teacher="local", teacher_model="my-model"))
+    [answer] = teacher.answer([task])
+    assert calls["model"] == "my-model" and PROMPT.rstrip() in calls["prompts"][0]
+    assert answer.completion == "    return a + b\n" and answer.completion_tokens > 0
