@@ -1,0 +1,88 @@
+"""Test stage: ``python -m heidi_engine.stages.test --round N --out-dir DIR``.
+
+Runs every sample of ``data/clean_round_N.jsonl`` against its tests in the sandbox
+(:mod:`heidi_engine.sandbox`), ``HEIDI_SANDBOX_WORKERS`` at a time, and writes
+``data/tested_round_N.jsonl`` (passed), ``data/test_failed_round_N.jsonl``
+(``reject_reason`` ``test_failed``, or ``no_tests`` when there is nothing to run) and
+the train/val split of the passing samples. Both outcome files carry ``test_result``.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+from collections.abc import Sequence
+
+from ..io import write_jsonl_atomic
+from ..sandbox import SandboxLimits, build_program, detect_isolation, run_many
+from ..telemetry import progress
+from .common import parse_args, read_samples, write_split
+
+PROGRESS_INTERVAL_S = 1.0
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_DEFINES_CHECK = re.compile(r"^\s*def\s+check\s*\(", re.M)
+
+
+def runnable(sample: dict) -> bool:
+    """Whether the sample has tests to run (fail-closed: anything else is no_tests)."""
+    test, entry_point = sample.get("test"), sample.get("entry_point")
+    return (isinstance(test, str) and bool(_DEFINES_CHECK.search(test))
+            and isinstance(entry_point, str) and bool(_IDENTIFIER.fullmatch(entry_point))
+            and isinstance(sample.get("prompt"), str) and isinstance(sample.get("completion"), str))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ctx = parse_args("test", argv)
+    paths, config = ctx.paths, ctx.config
+    try:
+        samples = read_samples(paths.clean)
+    except FileNotFoundError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    limits = SandboxLimits(timeout_s=config.sandbox_timeout_s, memory_mb=config.sandbox_memory_mb)
+    to_run = [i for i, s in enumerate(samples) if runnable(s)]
+    programs = [build_program(samples[i]["prompt"], samples[i]["completion"], samples[i]["test"],
+                              samples[i]["entry_point"]) for i in to_run]
+    progress(f"testing {len(programs)} samples in the sandbox "
+             f"({detect_isolation()}, workers {config.sandbox_workers or 'auto'})")
+    done, passed, last_report = 0, 0, time.monotonic()
+
+    def on_result(_index, result) -> None:
+        nonlocal done, passed, last_report
+        done += 1
+        passed += result.passed
+        if time.monotonic() - last_report >= PROGRESS_INTERVAL_S:
+            last_report = time.monotonic()
+            progress(f"tested {done}/{len(programs)}: passed {passed}")
+
+    results = dict(zip(to_run, run_many(programs, limits, config.sandbox_workers,
+                                        on_result=on_result)))
+    tested, failed = [], []
+    for i, sample in enumerate(samples):
+        record = dict(sample)
+        result = results.get(i)
+        if result is None:
+            record["test_result"] = {"passed": False, "reason": "no tests to run", "duration_ms": 0}
+            record["reject_reason"] = "no_tests"
+            failed.append(record)
+            continue
+        record["test_result"] = result.as_dict()
+        if result.passed:
+            tested.append(record)
+        else:
+            record["reject_reason"] = "test_failed"
+            failed.append(record)
+    write_jsonl_atomic(paths.tested, tested)
+    write_jsonl_atomic(paths.test_failed, failed)
+    write_split(paths, tested, config.val_ratio, config.seed)
+    no_tests = sum(1 for r in failed if r["reject_reason"] == "no_tests")
+    progress(f"test round {ctx.round}: {len(samples)} samples, passed {len(tested)}, "
+             f"failed {len(failed) - no_tests}, no tests {no_tests}",
+             counters_delta={"tests_passed": len(tested), "tests_failed": len(failed) - no_tests,
+                             "tests_missing": no_tests})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,303 @@
+"""Secret detection for the validate stage (SPEC §8).
+
+``find_secrets(text)`` returns where credentials are in a text; ``mask_secrets(text)``
+replaces each with ``[REDACTED]``. The rules cover provider key formats, private keys,
+connection strings with passwords, JWTs and high-entropy values assigned to
+password/secret/token/key names.
+
+Speed: every rule has literal trigger strings; a rule's regex only runs when one of its
+triggers occurs in the text (a C-speed substring search), so clean code costs a few
+dozen ``in`` tests. Findings carry positions and a rule name, never the secret itself,
+so they are safe to log.
+
+The journal scrubber of the engine core (``docs/secrets.md``) is a separate, smaller
+rule set for messages.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+
+MASK = "[REDACTED]"
+
+# Words that mark a value as a documentation placeholder rather than a credential.
+_PLACEHOLDER_WORDS = ("example", "xxxx", "your_", "your-", "yourkey", "<", ">", "placeholder",
+                      "redacted", "changeme", "change_me", "dummy", "****", "...", "${", "{{",
+                      "replace", "insert", "here")
+
+
+@dataclass(frozen=True)
+class SecretFinding:
+    """One detected secret: its rule and the span ``text[start:end]`` to mask."""
+
+    kind: str
+    start: int
+    end: int
+
+
+def shannon_entropy(value: str) -> float:
+    """Bits per character of ``value``'s character distribution."""
+    if not value:
+        return 0.0
+    n = len(value)
+    return -sum(c / n * math.log2(c / n) for c in Counter(value).values())
+
+
+def _is_placeholder(value: str) -> bool:
+    lowered = value.lower()
+    return any(word in lowered for word in _PLACEHOLDER_WORDS)
+
+
+def _char_classes(value: str) -> int:
+    lower = upper = digit = other = False
+    for ch in value:
+        if ch.islower():
+            lower = True
+        elif ch.isupper():
+            upper = True
+        elif ch.isdigit():
+            digit = True
+        else:
+            other = True
+    return lower + upper + digit + other
+
+
+_IDENTIFIER_PATH = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:[.\-][A-Za-z_][A-Za-z0-9_]*)*")
+
+
+def _token_like(value: str) -> bool:
+    """A provider token's random part: not a placeholder, not a run of one character."""
+    return not _is_placeholder(value) and shannon_entropy(value) >= 2.5
+
+
+def _mixed_token(value: str) -> bool:
+    """A long random-looking token: letters and digits mixed, high entropy."""
+    return (_token_like(value) and any(c.isdigit() for c in value)
+            and any(c.isalpha() for c in value) and shannon_entropy(value) >= 3.0)
+
+
+def _mixed_case_token(value: str) -> bool:
+    return _token_like(value) and any(c.islower() for c in value) and any(c.isupper() for c in value)
+
+
+def looks_random(value: str, *, min_length: int = 16, min_entropy: float = 3.5) -> bool:
+    """Whether a value assigned to a credential-like name looks like a real secret."""
+    if len(value) < min_length or _is_placeholder(value):
+        return False
+    if _char_classes(value) < 2:
+        return False
+    if _IDENTIFIER_PATH.fullmatch(value) and not any(c.isdigit() for c in value):
+        return False  # words, identifiers, dotted/dashed names
+    return shannon_entropy(value) >= min_entropy
+
+
+@dataclass(frozen=True)
+class _Rule:
+    kind: str
+    pattern: re.Pattern
+    triggers: tuple[str, ...]
+    group: int = 0
+    check: Callable[[str], bool] | None = None
+    # Triggers are searched in the lower-cased text instead of the text.
+    lowercase_triggers: bool = False
+
+
+def _rule(kind, pattern, triggers, group=0, check=None, flags=0, lowercase=False) -> _Rule:
+    return _Rule(kind, re.compile(pattern, flags), tuple(triggers), group, check, lowercase)
+
+
+_B64 = r"A-Za-z0-9+/"
+_END = r"(?![A-Za-z0-9_\-])"
+# A token must not be glued to a preceding word ("task-sk-..." holds no "sk-" key).
+_START = r"(?<![A-Za-z0-9_\-])"
+
+_RULES: tuple[_Rule, ...] = (
+    _rule("private_key",
+          r"-----BEGIN[A-Z0-9 ]{0,30}PRIVATE KEY(?: BLOCK)?-----"
+          r"(?:\\[nr]|\s)*(?:[A-Za-z][A-Za-z-]*:[^\n\\]*(?:\\n|\n)(?:\\[nr]|\s)*)*"
+          r"[" + _B64 + r"]{32}[\s\S]*?"
+          r"(?:-----END[A-Z0-9 ]{0,30}PRIVATE KEY(?: BLOCK)?-----|\Z)",
+          ["PRIVATE KEY"]),
+    _rule("aws_access_key_id",
+          r"\b(?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AIPA|ANPA|ANVA|APKA|AROA|ASCA)"
+          r"[A-Z2-7]{16}\b",
+          ["AKIA", "ASIA", "ABIA", "ACCA", "AGPA", "AIDA", "AIPA", "ANPA", "ANVA", "APKA",
+           "AROA", "ASCA", "A3T"], check=_token_like),
+    _rule("aws_secret_access_key",
+          r"aws[\w.\-]{0,30}?(?:secret|sk)[\w.\-]{0,30}?['\"]?\s*(?:=|:|=>|:=)\s*['\"]?"
+          r"([A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])",
+          ["aws"], group=1, check=_mixed_token, flags=re.I, lowercase=True),
+    _rule("github_token", _START + r"(?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{36}" + _END,
+          ["ghp_", "gho_", "ghu_", "ghs_", "ghr_"], check=_token_like),
+    _rule("github_fine_grained_token", _START + r"github_pat_[A-Za-z0-9]{22}_[A-Za-z0-9]{59}" + _END,
+          ["github_pat_"], check=_token_like),
+    _rule("gitlab_token", _START + r"glpat-[A-Za-z0-9_\-]{20}" + _END, ["glpat-"], check=_token_like),
+    _rule("anthropic_key", _START + r"sk-ant-[a-z]{2,8}\d{2}-[A-Za-z0-9_\-]{32,}", ["sk-ant-"],
+          check=_token_like),
+    _rule("openai_key", _START + r"sk-(?!ant-)(?:[a-z]{2,8}-)?[A-Za-z0-9_\-]{20,}", ["sk-"],
+          check=_mixed_token),
+    _rule("huggingface_token", _START + r"hf_[A-Za-z0-9]{30,40}" + _END, ["hf_"],
+          check=_mixed_case_token),
+    _rule("google_api_key", _START + r"AIza[0-9A-Za-z_\-]{35}" + _END, ["AIza"], check=_token_like),
+    _rule("google_oauth_secret", _START + r"GOCSPX-[A-Za-z0-9_\-]{28}" + _END, ["GOCSPX-"],
+          check=_token_like),
+    _rule("slack_token", _START + r"xox(?:[abposr]|e\.xoxp)-[0-9A-Za-z\-]{10,}", ["xox"],
+          check=_mixed_token),
+    _rule("slack_app_token", _START + r"xapp-\d-[A-Z0-9]+-\d+-[A-Za-z0-9]{32,}", ["xapp-"]),
+    _rule("slack_webhook",
+          r"https://hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9/_\-]{20,}",
+          ["hooks.slack.com"]),
+    _rule("stripe_key", _START + r"(?:sk|rk)_(?:live|test)_[0-9A-Za-z]{20,}", ["_live_", "_test_"],
+          check=_mixed_token),
+    _rule("stripe_webhook_secret", _START + r"whsec_[A-Za-z0-9+/]{32,}", ["whsec_"], check=_token_like),
+    _rule("twilio_api_key", r"\bSK[0-9a-f]{32}\b", ["SK"], check=_token_like),
+    _rule("twilio_account_sid", r"\bAC[0-9a-f]{32}\b", ["AC"], check=_token_like),
+    _rule("sendgrid_key", r"\bSG\.[A-Za-z0-9_\-]{22}\.[A-Za-z0-9_\-]{43}" + _END, ["SG."]),
+    _rule("npm_token", _START + r"npm_[A-Za-z0-9]{36}" + _END, ["npm_"], check=_token_like),
+    _rule("npmrc_auth_token", r"_authToken\s*=\s*([^\s'\"$]{16,})", ["_authToken"], group=1,
+          check=_token_like),
+    _rule("pypi_token", _START + r"pypi-AgE[A-Za-z0-9_\-]{50,}", ["pypi-AgE"]),
+    _rule("digitalocean_token", _START + r"do[opr]_v1_[a-f0-9]{64}\b", ["_v1_"]),
+    _rule("shopify_token", _START + r"shp(?:at|ca|pa|ss)_[a-fA-F0-9]{32}\b", ["shp"]),
+    _rule("azure_storage_key", r"(?:AccountKey|SharedAccessKey)\s*=\s*([A-Za-z0-9+/]{40,}={0,2})",
+          ["AccountKey", "SharedAccessKey"], group=1, check=_token_like),
+    _rule("azure_sas_signature", r"[?&;]sig=([A-Za-z0-9%+/=]{30,})", ["sig="], group=1,
+          check=_token_like),
+    _rule("jwt", _START + r"eyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]*", ["eyJ"]),
+    _rule("connection_string_password",
+          r"\b(?:postgres(?:ql)?|mysql|mariadb|mongodb(?:\+srv)?|rediss?|amqps?|mssql|"
+          r"sqlserver|oracle|ftps?|sftp|smtps?|ldaps?|https?|wss?)(?:\+[a-z0-9]+)?://"
+          r"[^:/\s@'\"]*:([^@/\s'\"]+)@",
+          ["://"], group=1, check=lambda v: not _templated(v)),
+    _rule("bearer_token", r"\bbearer\s+([A-Za-z0-9_\-.~+/]{16,}=*)", ["bearer"], group=1,
+          check=lambda v: looks_random(v, min_entropy=3.0), flags=re.I, lowercase=True),
+    _rule("basic_auth_header", r"authorization['\"]?\s*[:=]\s*['\"]?basic\s+([A-Za-z0-9+/]{12,}=*)",
+          ["basic"], group=1, check=_token_like, flags=re.I, lowercase=True),
+)
+
+
+def _templated(value: str) -> bool:
+    """A password slot filled in at run time (``${DB_PASS}``, ``{password}``, ``%s``...)."""
+    return (value[:1] in ("$", "{", "<", "%", "*", "[") or value.startswith(":")
+            or _is_placeholder(value))
+
+
+# High-entropy assignments: a credential-like name, an assignment operator, a value.
+_STRONG_NAMES = ("password", "passwd", "pwd", "passphrase", "secret", "apikey", "api_key",
+                 "api-key", "accesskey", "access_key", "privatekey", "private_key",
+                 "auth_token", "authtoken", "access_token", "refresh_token", "credential",
+                 "signing_key", "encryption_key", "master_key")
+_WEAK_NAMES = ("token", "key", "auth")
+_ASSIGNMENT_KEYWORDS = tuple(sorted(set(_STRONG_NAMES + _WEAK_NAMES + ("pass",))))
+# Names whose value is about a secret, not the secret (``password_field = "pw1"``).
+_DESCRIPTIVE_SUFFIXES = ("name", "names", "id", "ids", "path", "file", "env", "var", "field",
+                         "type", "length", "len", "url", "uri", "prefix", "header", "dir",
+                         "label", "pattern", "regex", "format", "count", "size", "hint",
+                         "hash", "digest", "checksum", "sha", "fingerprint", "kid", "version")
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+_ASSIGNMENT_TAIL = re.compile(
+    r"[A-Za-z0-9_.\-]*['\"]?\]?\s*(?:=|:=|=>|:|==)\s*"
+    r"(?:[rbuRBU]?(?P<q>['\"])(?P<quoted>[^'\"\n\\]{6,200})(?P=q)"
+    r"|(?P<bare>[^\s'\"`,;()\[\]{}<>]{8,200})(?=[\s,;]|$))")
+
+
+def _assignment_findings(text: str, lowered: str) -> list[SecretFinding]:
+    found = []
+    seen_starts: set[int] = set()
+    for keyword in _ASSIGNMENT_KEYWORDS:
+        pos = lowered.find(keyword)
+        while pos != -1:
+            start = pos
+            while start > 0 and text[start - 1] in _NAME_CHARS:
+                start -= 1
+            if start not in seen_starts:
+                finding = _check_assignment(text, lowered, start, pos)
+                if finding is not None:
+                    seen_starts.add(start)
+                    found.append(finding)
+            pos = lowered.find(keyword, pos + len(keyword))
+    return found
+
+
+def _check_assignment(text: str, lowered: str, name_start: int, keyword_pos: int):
+    match = _ASSIGNMENT_TAIL.match(text, keyword_pos)
+    if match is None:
+        return None
+    name_end = keyword_pos + len(re.match(r"[A-Za-z0-9_.\-]*", text[keyword_pos:]).group(0))
+    name = lowered[name_start:name_end].strip("._-")
+    last_part = re.split(r"[._\-]", name)[-1]
+    if last_part in _DESCRIPTIVE_SUFFIXES:
+        return None
+    strong = any(word in name for word in _STRONG_NAMES) or last_part in ("pass", "pw")
+    if not strong and not any(word in name for word in _WEAK_NAMES):
+        return None
+    if match.group("quoted") is not None:
+        value, group = match.group("quoted"), "quoted"
+        if strong:
+            ok = looks_random(value, min_length=8, min_entropy=2.5)
+        else:
+            ok = looks_random(value, min_length=16, min_entropy=3.5)
+    else:
+        value, group = match.group("bare"), "bare"
+        ok = looks_random(value, min_length=12 if strong else 20, min_entropy=3.3)
+    if not ok:
+        return None
+    return SecretFinding("high_entropy_assignment", match.start(group), match.end(group))
+
+
+_ASSIGNMENT_TRIGGERS = ("pass", "pwd", "secret", "token", "key", "auth", "credential")
+_ALL_TRIGGERS = tuple(sorted({t for r in _RULES if not r.lowercase_triggers for t in r.triggers}))
+# One pass over the text finds which triggers occur (longest first, so a trigger that
+# contains another, like "sk-ant-" and "sk-", selects the more specific rule).
+_TRIGGER_SCAN = re.compile("|".join(re.escape(t) for t in sorted(_ALL_TRIGGERS, key=len, reverse=True)))
+_ALL_LOWER_TRIGGERS = tuple(sorted({t for r in _RULES if r.lowercase_triggers for t in r.triggers}))
+
+
+def find_secrets(text: str) -> list[SecretFinding]:
+    """Every secret in ``text``, sorted by position (overlapping findings kept)."""
+    present = set(_TRIGGER_SCAN.findall(text))
+    lowered = text.lower()
+    present.update(t for t in _ALL_LOWER_TRIGGERS if t in lowered)
+    findings: list[SecretFinding] = []
+    for rule in _RULES:
+        if present.isdisjoint(rule.triggers):
+            continue
+        for match in rule.pattern.finditer(text):
+            value = match.group(rule.group)
+            if value is None or (rule.check is not None and not rule.check(value)):
+                continue
+            findings.append(SecretFinding(rule.kind, match.start(rule.group), match.end(rule.group)))
+    if any(t in lowered for t in _ASSIGNMENT_TRIGGERS):
+        findings.extend(_assignment_findings(text, lowered))
+    findings.sort(key=lambda f: (f.start, f.end))
+    return findings
+
+
+def contains_secret(text: str) -> bool:
+    return bool(find_secrets(text))
+
+
+def mask_secrets(text: str) -> str:
+    """``text`` with every secret replaced by ``[REDACTED]`` (overlaps merged)."""
+    findings = find_secrets(text)
+    if not findings:
+        return text
+    pieces, cursor = [], 0
+    for finding in findings:
+        if finding.end <= cursor:
+            continue
+        start = max(finding.start, cursor)
+        pieces.append(text[cursor:start])
+        pieces.append(MASK)
+        cursor = finding.end
+    pieces.append(text[cursor:])
+    return "".join(pieces)
+
+
+def secret_kinds(text: str) -> list[str]:
+    """The distinct rule names that fire on ``text`` (safe to log)."""
+    return sorted({f.kind for f in find_secrets(text)})
