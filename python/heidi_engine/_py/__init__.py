@@ -18,6 +18,7 @@ _WHERE = {
     "StatusWriter": "status",
     "Subprocess": "subprocess_runner",
     "RunResult": "subprocess_runner",
+    "CancelToken": "subprocess_runner",
     "MockProvider": "collector",
     "OpenAIProvider": "collector",
     "AsyncCollector": "collector",

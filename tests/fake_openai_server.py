@@ -1,0 +1,132 @@
+"""A local HTTP server speaking the OpenAI chat-completions protocol, with faults.
+
+``FakeOpenAIServer()`` listens on 127.0.0.1 port 0 in a background thread. Each
+request's user message is looked up in ``faults``: a list of faults applied to that
+prompt's successive requests (then it answers normally). A normal answer is
+``answer: <prompt>`` with usage counted in words.
+
+Faults: ``("status", code, headers)``, ``("slow", seconds)`` (then a normal answer),
+``("drop",)`` (close without answering), ``("malformed",)`` (200, broken JSON),
+``("content_type", value)`` (200, right JSON, wrong type), ``("chunked",)`` (a normal
+answer sent with chunked transfer encoding).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+class FakeOpenAIServer:
+    def __init__(self) -> None:
+        self.faults: dict[str, list[tuple]] = {}
+        self.requests: list[dict] = []  # {"prompt", "headers", "body", "time"}
+        self._lock = threading.Lock()
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format, *args):  # noqa: A002 - keep test output clean
+                pass
+
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length", "0"))
+                raw = self.rfile.read(length)
+                if self.path.rstrip("/").split("/")[-1] != "completions":
+                    self._send(404, b'{"error":"not found"}')
+                    return
+                document = json.loads(raw)
+                prompt = document["messages"][-1]["content"]
+                with owner._lock:
+                    owner.requests.append(
+                        {
+                            "prompt": prompt,
+                            "path": self.path,
+                            "headers": dict(self.headers),
+                            "body": document,
+                            "time": time.monotonic(),
+                        }
+                    )
+                    queue = owner.faults.get(prompt)
+                    fault = queue.pop(0) if queue else None
+                try:
+                    self._handle(prompt, document, fault)
+                except (BrokenPipeError, ConnectionResetError):
+                    self.close_connection = True  # the client gave up (timeout or stop)
+
+            def _send(self, status, body, content_type="application/json", headers=None):
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(body)
+
+            def _answer(self, prompt, document):
+                text = "answer: " + prompt
+                return json.dumps(
+                    {
+                        "id": "chatcmpl-1",
+                        "object": "chat.completion",
+                        "model": document.get("model"),
+                        "choices": [
+                            {
+                                "index": 0,
+                                "message": {"role": "assistant", "content": text},
+                                "finish_reason": "stop",
+                            }
+                        ],
+                        "usage": {
+                            "prompt_tokens": len(prompt.split()),
+                            "completion_tokens": len(text.split()),
+                            "total_tokens": len(prompt.split()) + len(text.split()),
+                        },
+                    }
+                ).encode()
+
+            def _handle(self, prompt, document, fault):
+                kind = fault[0] if fault else None
+                if kind == "status":
+                    _, code, headers = fault
+                    self._send(code, json.dumps({"error": f"fault {code}"}).encode(), headers=headers)
+                elif kind == "drop":
+                    self.close_connection = True
+                    self.connection.shutdown(2)
+                elif kind == "malformed":
+                    self._send(200, b'{"choices": [{"message": ')
+                elif kind == "content_type":
+                    self._send(200, self._answer(prompt, document), content_type=fault[1])
+                elif kind == "chunked":
+                    body = self._answer(prompt, document)
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Transfer-Encoding", "chunked")
+                    self.end_headers()
+                    for start in range(0, len(body), 7):
+                        piece = body[start : start + 7]
+                        self.wfile.write(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+                    self.wfile.write(b"0\r\n\r\n")
+                else:
+                    if kind == "slow":
+                        time.sleep(fault[1])
+                    self._send(200, self._answer(prompt, document))
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self.port = self._server.server_address[1]
+        self.base_url = f"http://127.0.0.1:{self.port}/v1"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def requests_for(self, prompt: str) -> list[dict]:
+        with self._lock:
+            return [r for r in self.requests if r["prompt"] == prompt]
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()
