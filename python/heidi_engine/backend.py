@@ -26,6 +26,7 @@ PUBLIC_NAMES = (
     "StatusWriter",
     "Subprocess",
     "RunResult",
+    "CancelToken",
     "MockProvider",
     "OpenAIProvider",
     "AsyncCollector",
