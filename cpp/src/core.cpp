@@ -1,0 +1,751 @@
+// The Core state machine (docs/design.md "Core"); the Python twin is
+// heidi_engine/_py/core.py and both write byte-identical journal and state files.
+#include "heidi/core.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <stdexcept>
+#include <utility>
+#include <vector>
+
+#include "heidi/clock.hpp"
+#include "heidi/core_stages.hpp"
+#include "heidi/errors.hpp"
+#include "heidi/fsutil.hpp"
+#include "heidi/journal.hpp"
+#include "heidi/json.hpp"
+#include "heidi/status.hpp"
+#include "heidi/subprocess.hpp"
+
+extern char** environ;
+
+namespace heidi {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr std::string_view kSchema = "heidi.run_state/1";
+constexpr std::string_view kIdle = "IDLE";
+constexpr std::string_view kError = "ERROR";
+constexpr std::string_view kPaused = "PAUSED";
+constexpr std::array<std::string_view, 5> kStages = {"generate", "validate", "test", "train",
+                                                     "eval"};
+constexpr std::array<std::string_view, 5> kRunningStates = {"COLLECTING", "VALIDATING",
+                                                            "TESTING", "FINALIZING", "EVALUATING"};
+constexpr std::array<std::string_view, 6> kGuardedCalls = {"start",  "train_now", "pause",
+                                                            "resume", "stop",      "reset"};
+constexpr std::size_t kMaxStageOutputBytes = std::size_t{1} << 20;
+constexpr double kKillGraceS = 2.0;
+
+std::string_view state_of_stage(std::string_view stage) {
+    for (std::size_t i = 0; i < kStages.size(); ++i)
+        if (kStages[i] == stage) return kRunningStates[i];
+    throw std::logic_error("unknown stage");
+}
+
+std::optional<std::string_view> stage_of_state(std::string_view state) {
+    for (std::size_t i = 0; i < kRunningStates.size(); ++i)
+        if (kRunningStates[i] == state) return kStages[i];
+    return std::nullopt;
+}
+
+bool is_stage(std::string_view name) {
+    return std::find(kStages.begin(), kStages.end(), name) != kStages.end();
+}
+
+bool is_int64_any(const json::Value& v) {
+    if (v.is_number_unsigned())
+        return v.get<std::uint64_t>() <= static_cast<std::uint64_t>(INT64_MAX);
+    return v.is_number_integer();
+}
+
+std::string absolute_dir(const std::string& path) {
+    // os.path.abspath: absolute, normalised, no trailing slash.
+    std::string out = fs::absolute(fs::path(path)).lexically_normal().string();
+    while (out.size() > 1 && out.back() == '/') out.pop_back();
+    return out;
+}
+
+// The run id of an existing journal's first line (the state file may not exist yet).
+std::optional<std::string> first_journal_run_id(const std::string& journal_path) {
+    if (!fsutil::exists(journal_path)) return std::nullopt;
+    std::string text = fsutil::read_file(journal_path);
+    auto newline = text.find('\n');
+    json::Value first = json::Value::parse(text.substr(0, newline), nullptr, false);
+    if (!first.is_object()) return std::nullopt;
+    auto it = first.find("run_id");
+    if (it == first.end() || !it->is_string()) return std::nullopt;
+    return it->get<std::string>();
+}
+
+}  // namespace
+
+struct Core::Impl {
+    Config config;
+    std::shared_ptr<const Clock> clock;
+    std::string out_dir;
+    std::string python;
+    std::string state_path;
+    std::map<std::string, std::vector<std::string>, std::less<>> stage_argv;
+    std::string run_id;
+
+    mutable std::mutex mu;        // guards the fields below and the journal
+    std::mutex tick_mu;           // one tick at a time
+    mutable std::mutex status_mu;  // guards status_line only: status never waits on I/O
+    std::string status_line;
+
+    std::string state{kIdle};
+    std::string mode;
+    bool paused = false;
+    std::optional<std::string> stage;
+    std::int64_t round = 0;
+    StageCounts counts = zero_counts();
+    bool train_now_pending = false;
+    bool stop_requested = false;
+    std::optional<std::pair<std::int64_t, std::string>> last_completed;
+    std::optional<std::string> last_error;
+    std::shared_ptr<CancelToken> cancel;  // set while a stage process runs
+    bool closed = false;
+    std::string last_refusal;
+    EventObserver observer;
+
+    std::unique_ptr<JournalWriter> journal;
+    std::unique_ptr<StatusWriter> status_writer;
+
+    explicit Impl(Config cfg);
+
+    // ----- construction -----
+    std::vector<std::string> stage_base_argv(std::string_view stage) const;
+    std::optional<json::Value> load_saved_state() const;
+    std::string choose_run_id(const std::optional<json::Value>& saved,
+                              const std::string& journal_path) const;
+    void restore(const json::Value& saved);
+
+    // ----- status -----
+    std::string display_state() const { return paused ? std::string(kPaused) : state; }
+    bool running() const { return stage_of_state(state).has_value(); }
+    bool waiting() const;
+    void write_state();
+
+    // ----- journal -----
+    void append(std::string_view event_type, std::string_view message,
+                std::string_view stage_name = "pipeline", std::string_view level = "info",
+                std::optional<std::int64_t> event_round = std::nullopt,
+                const Counters& counters_delta = {}, const Counters& usage_delta = {},
+                const std::vector<std::string>& artifact_paths = {});
+
+    // ----- guards -----
+    std::vector<std::string_view> allowed_calls() const;
+    void check_open(std::string_view call) const;
+    void require(std::string_view call) const;
+
+    // ----- transitions -----
+    void clear_flags();
+    void begin_fresh(const std::string& new_mode);
+    void enter_round(std::int64_t new_round);
+    void begin_resumed(const std::string& new_mode);
+    std::optional<std::string_view> stage_after(std::string_view done) const;
+    std::optional<std::string> train_now_refusal() const;
+    void stopped();
+    void set_running(std::string_view stage_name);
+    void set_idle();
+
+    // ----- ticking -----
+    std::optional<std::string> run_stage_process(std::string_view stage_name,
+                                                 std::int64_t stage_round,
+                                                 const std::shared_ptr<CancelToken>& token);
+    std::vector<std::pair<std::string, std::string>> stage_env() const;
+    void on_stage_line(std::string_view stage_name, std::int64_t stage_round,
+                       std::string_view line);
+    void finish_stage(std::string_view stage_name, std::int64_t stage_round, double started,
+                      const std::optional<std::string>& failure);
+    void stage_succeeded(std::string_view stage_name, std::int64_t stage_round, double started);
+    void round_evaluated(std::int64_t done_round);
+};
+
+Core::Impl::Impl(Config cfg) : config(std::move(cfg)) {
+    if (!config.fake_time.empty())
+        clock = std::make_shared<FakeClock>(config.fake_time);
+    else
+        clock = std::make_shared<SystemClock>();
+    mode = config.pipeline_mode;
+    out_dir = absolute_dir(config.out_dir);
+    python = config.python.empty() ? "python3" : config.python;
+    for (auto stage_name : kStages) stage_argv.emplace(std::string(stage_name), stage_base_argv(stage_name));
+
+    fsutil::make_dirs(out_dir);
+    remove_temp_files(out_dir);
+    state_path = out_dir + "/state/run_state.json";
+    std::string journal_path = out_dir + "/journal/events.jsonl";
+    auto saved = load_saved_state();
+    run_id = choose_run_id(saved, journal_path);
+    if (saved) restore(*saved);
+    journal = std::make_unique<JournalWriter>(journal_path, run_id, config.fsync, clock);
+    status_writer = std::make_unique<StatusWriter>(state_path, config.fsync);
+    std::lock_guard lock(mu);
+    write_state();
+}
+
+std::vector<std::string> Core::Impl::stage_base_argv(std::string_view stage_name) const {
+    const std::string* command = nullptr;
+    if (stage_name == "generate") command = &config.stage_cmd_generate;
+    else if (stage_name == "validate") command = &config.stage_cmd_validate;
+    else if (stage_name == "test") command = &config.stage_cmd_test;
+    else if (stage_name == "train") command = &config.stage_cmd_train;
+    else command = &config.stage_cmd_eval;
+    if (!command->empty()) {
+        std::string env_name = "HEIDI_STAGE_CMD_";
+        for (char c : stage_name) env_name += static_cast<char>(c - 'a' + 'A');
+        return split_stage_command(env_name, *command);
+    }
+    return {python, "-m", "heidi_engine.stages." + std::string(stage_name)};
+}
+
+std::optional<json::Value> Core::Impl::load_saved_state() const {
+    if (!fsutil::exists(state_path)) return std::nullopt;
+    std::string text = fsutil::read_file(state_path);
+    json::Value saved = json::Value::parse(text, nullptr, false);
+    auto valid = [&]() {
+        if (!saved.is_object()) return false;
+        for (const char* key : {"schema", "run_id", "mode", "state", "stage", "current_round",
+                                "counts", "last_completed", "last_error"})
+            if (!saved.contains(key)) return false;
+        if (saved["schema"] != kSchema || !saved["run_id"].is_string()) return false;
+        if (saved["mode"] != "full" && saved["mode"] != "collect") return false;
+        if (!is_int64_any(saved["current_round"]) || !saved["counts"].is_object()) return false;
+        for (const auto& [key, value] : saved["counts"].items())
+            if (!is_int64_any(value)) return false;
+        const auto& error = saved["last_error"];
+        if (!error.is_null() && !error.is_string()) return false;
+        const auto& stage_value = saved["stage"];
+        if (!stage_value.is_null() && !(stage_value.is_string() && is_stage(stage_value.get<std::string>())))
+            return false;
+        const auto& last = saved["last_completed"];
+        if (last.is_null()) return true;
+        return last.is_object() && last.contains("round") && is_int64_any(last["round"]) &&
+               last.contains("stage") && last["stage"].is_string() &&
+               is_stage(last["stage"].get<std::string>());
+    };
+    if (!valid()) throw JournalError("invalid state file " + state_path);
+    return saved;
+}
+
+std::string Core::Impl::choose_run_id(const std::optional<json::Value>& saved,
+                                      const std::string& journal_path) const {
+    std::optional<std::string> existing =
+        saved ? std::optional<std::string>((*saved)["run_id"].get<std::string>())
+              : first_journal_run_id(journal_path);
+    if (existing) {
+        if (!config.run_id.empty() && config.run_id != *existing)
+            throw ConfigError("invalid value for RUN_ID: " + python_repr(config.run_id) +
+                              " (OUT_DIR holds run " + python_repr(*existing) + ")");
+        return *existing;
+    }
+    return config.run_id.empty() ? RunId::generate(*clock) : config.run_id;
+}
+
+void Core::Impl::restore(const json::Value& saved) {
+    // Continue a run: progress comes back, nothing is running (a crash ended it).
+    mode = saved["mode"].get<std::string>();
+    round = saved["current_round"].get<std::int64_t>();
+    for (auto& [key, value] : counts) {
+        auto it = saved["counts"].find(key);
+        if (it != saved["counts"].end()) value = it->get<std::int64_t>();
+    }
+    const auto& last = saved["last_completed"];
+    if (!last.is_null())
+        last_completed.emplace(last["round"].get<std::int64_t>(), last["stage"].get<std::string>());
+    if (saved["state"] == kError) {
+        state = kError;
+        if (!saved["stage"].is_null()) stage = saved["stage"].get<std::string>();
+        if (!saved["last_error"].is_null()) last_error = saved["last_error"].get<std::string>();
+    }
+}
+
+bool Core::Impl::waiting() const {
+    // IDLE in collect mode with the current round's data ready for train-now.
+    if (state != kIdle || mode != "collect" || !last_completed) return false;
+    const auto& [done_round, done_stage] = *last_completed;
+    bool ready = done_stage == "test" || (done_stage == "validate" && !config.run_unit_tests);
+    return ready && done_round == round;
+}
+
+void Core::Impl::write_state() {
+    JournalHead head = journal->head();
+    json::Value status = json::Value::object();
+    status["schema"] = kSchema;
+    status["run_id"] = run_id;
+    status["mode"] = mode;
+    status["state"] = display_state();
+    status["paused"] = paused;
+    status["stage"] = stage ? json::Value(*stage) : json::Value(nullptr);
+    status["current_round"] = round;
+    status["rounds_total"] = config.rounds;
+    status["last_write_ts"] = clock->now_iso();
+    json::Value counts_json = json::Value::object();
+    for (const auto& [key, value] : counts) counts_json[key] = value;
+    status["counts"] = std::move(counts_json);
+    status["train_now_pending"] = train_now_pending;
+    status["stop_requested"] = stop_requested;
+    if (last_completed) {
+        json::Value last = json::Value::object();
+        last["round"] = last_completed->first;
+        last["stage"] = last_completed->second;
+        status["last_completed"] = std::move(last);
+    } else {
+        status["last_completed"] = nullptr;
+    }
+    status["last_error"] = last_error ? json::Value(*last_error) : json::Value(nullptr);
+    json::Value head_json = json::Value::object();
+    head_json["seq"] = head.seq;
+    head_json["hash"] = head.hash;
+    status["journal_head"] = std::move(head_json);
+    std::string encoded = json::dumps(status);
+    status_writer->write_encoded(encoded);
+    std::lock_guard lock(status_mu);
+    status_line = std::move(encoded);
+}
+
+void Core::Impl::append(std::string_view event_type, std::string_view message,
+                        std::string_view stage_name, std::string_view level,
+                        std::optional<std::int64_t> event_round, const Counters& counters_delta,
+                        const Counters& usage_delta,
+                        const std::vector<std::string>& artifact_paths) {
+    std::int64_t seq = journal->append(event_type, message, stage_name, event_round.value_or(round),
+                                       level, counters_delta, usage_delta, artifact_paths);
+    if (observer) observer(seq);
+}
+
+std::vector<std::string_view> Core::Impl::allowed_calls() const {
+    bool is_running = running();
+    bool is_waiting = waiting();
+    std::vector<std::string_view> allowed;
+    for (auto call : kGuardedCalls) {
+        bool ok = false;
+        if (call == "start") ok = (state == kIdle && !is_waiting) || state == kError;
+        else if (call == "train_now") ok = is_waiting && !paused;
+        else if (call == "pause") ok = (is_running || is_waiting) && !paused;
+        else if (call == "resume") ok = paused;
+        else if (call == "stop") ok = is_running || is_waiting;
+        else ok = state == kIdle || state == kError;  // reset
+        if (ok) allowed.push_back(call);
+    }
+    return allowed;
+}
+
+void Core::Impl::check_open(std::string_view call) const {
+    if (closed) throw TransitionError("cannot " + std::string(call) + ": the core is shut down");
+}
+
+void Core::Impl::require(std::string_view call) const {
+    check_open(call);
+    auto allowed = allowed_calls();
+    if (std::find(allowed.begin(), allowed.end(), call) != allowed.end()) return;
+    std::string list;
+    for (auto name : allowed) {
+        if (!list.empty()) list += ", ";
+        list += name;
+    }
+    throw TransitionError("cannot " + std::string(call) + " in state " + display_state() +
+                          " (allowed: " + list + ")");
+}
+
+void Core::Impl::clear_flags() {
+    paused = false;
+    stop_requested = false;
+    train_now_pending = false;
+    last_error.reset();
+}
+
+void Core::Impl::set_running(std::string_view stage_name) {
+    state = state_of_stage(stage_name);
+    stage = std::string(stage_name);
+}
+
+void Core::Impl::set_idle() {
+    state = kIdle;
+    stage.reset();
+}
+
+void Core::Impl::begin_fresh(const std::string& new_mode) {
+    clear_flags();
+    mode = new_mode;
+    round = 0;
+    append("pipeline_start", "mode=" + mode + " rounds=" + std::to_string(config.rounds));
+    enter_round(1);
+}
+
+void Core::Impl::enter_round(std::int64_t new_round) {
+    round = new_round;
+    for (auto& entry : counts) entry.second = 0;
+    append("round_start", "round " + std::to_string(round) + "/" + std::to_string(config.rounds));
+    set_running("generate");
+}
+
+void Core::Impl::begin_resumed(const std::string& new_mode) {
+    auto [done_round, done_stage] = *last_completed;
+    if (done_stage == "eval" && done_round >= config.rounds)
+        throw TransitionError("run complete: all " + std::to_string(config.rounds) +
+                              " rounds done");
+    clear_flags();
+    mode = new_mode;
+    if (done_stage == "eval") {
+        round = done_round + 1;
+        append("pipeline_resume", "resume round=" + std::to_string(round) + " stage=generate");
+        enter_round(round);
+        return;
+    }
+    round = done_round;
+    auto next = stage_after(done_stage);
+    if (!next) {  // collect mode: the round waits for train-now
+        set_idle();
+        append("pipeline_resume", "resume round=" + std::to_string(round) + " stage=waiting");
+        return;
+    }
+    set_running(*next);
+    append("pipeline_resume",
+           "resume round=" + std::to_string(round) + " stage=" + std::string(*next));
+}
+
+std::optional<std::string_view> Core::Impl::stage_after(std::string_view done) const {
+    // The stage that follows a successful one in this round (nullopt: wait for train-now).
+    if (done == "generate") return "validate";
+    if (done == "validate" && config.run_unit_tests) return "test";
+    if (done == "validate" || done == "test") {
+        if (mode == "full") return "train";
+        return std::nullopt;
+    }
+    if (done == "train") return "eval";
+    throw std::logic_error("no stage after eval within a round");
+}
+
+std::optional<std::string> Core::Impl::train_now_refusal() const {
+    if (paused) return "paused";
+    if (mode != "collect") return "train-now needs collect mode (mode is " + mode + ")";
+    if (state != kIdle) return "not waiting for train-now (state " + state + ")";
+    if (!waiting()) return "no collected round waiting for training";
+    return std::nullopt;
+}
+
+void Core::Impl::stopped() {
+    append("pipeline_stop", "stopped");
+    set_idle();
+    paused = false;
+    stop_requested = false;
+    train_now_pending = false;
+}
+
+std::vector<std::pair<std::string, std::string>> Core::Impl::stage_env() const {
+    // The Core's environment, overlaid with the config and the run's identity.
+    std::map<std::string, std::string> merged;
+    for (char** entry = environ; entry && *entry; ++entry) {
+        std::string_view item(*entry);
+        auto eq = item.find('=');
+        if (eq == std::string_view::npos) continue;
+        merged[std::string(item.substr(0, eq))] = std::string(item.substr(eq + 1));
+    }
+    for (auto& [key, value] : config.to_env()) merged[key] = value;
+    merged["OUT_DIR"] = out_dir;
+    merged["HEIDI_PYTHON"] = python;
+    merged["HEIDI_RUN_ID"] = run_id;
+    return {merged.begin(), merged.end()};
+}
+
+void Core::Impl::on_stage_line(std::string_view stage_name, std::int64_t stage_round,
+                               std::string_view line) {
+    auto event = parse_heidi_line(line);
+    if (!event) return;
+    std::lock_guard lock(mu);
+    append(event->event_type, event->message, stage_name, event->level, stage_round,
+           event->counters_delta, event->usage_delta, event->artifact_paths);
+}
+
+std::optional<std::string> Core::Impl::run_stage_process(
+    std::string_view stage_name, std::int64_t stage_round,
+    const std::shared_ptr<CancelToken>& token) {
+    // A stale output of an earlier attempt must not pass for this run's (fail-closed).
+    auto required = required_outputs(stage_name, stage_round, config.run_unit_tests);
+    for (const auto& rel : required) {
+        std::string path = out_dir + "/" + rel;
+        if (::unlink(path.c_str()) != 0 && errno != ENOENT) throw OsError(errno, path);
+    }
+    std::vector<std::string> argv = stage_argv.find(stage_name)->second;
+    argv.insert(argv.end(), {"--round", std::to_string(stage_round), "--out-dir", out_dir});
+    double timeout_s = config.stage_timeout_for(stage_name);
+    RunOptions options;
+    options.env = stage_env();
+    options.cwd = out_dir;
+    options.max_output_bytes = kMaxStageOutputBytes;
+    options.kill_grace_s = kKillGraceS;
+    options.cancel = token;
+    options.on_stdout_line = [this, stage_name, stage_round](std::string_view line) {
+        on_stage_line(stage_name, stage_round, line);
+    };
+    RunResult result;
+    try {
+        result = Subprocess::run(argv, timeout_s, options);
+    } catch (const SpawnError& error) {
+        return "failed: spawn error: cannot execute '" + error.path() +
+               "': " + std::strerror(error.error_code());
+    }
+    std::string log = result.stdout_bytes;
+    if (!result.stderr_bytes.empty()) log += "\n--- stderr ---\n" + result.stderr_bytes;
+    fsutil::make_dirs(out_dir + "/logs");
+    fsutil::atomic_write(out_dir + "/logs/" + std::string(stage_name) + "_round_" +
+                             std::to_string(stage_round) + ".log",
+                         log, config.fsync);
+    if (result.cancelled) return std::nullopt;  // the tick sees stop_requested
+    if (result.timed_out) return "failed: timed out after " + json::float_repr(timeout_s) + " s";
+    if (result.signal != 0) return "failed: killed by signal " + std::to_string(result.signal);
+    if (result.exit_code != 0) return "failed: exit code " + std::to_string(result.exit_code);
+    for (const auto& rel : required) {
+        std::string path = out_dir + "/" + rel;
+        std::error_code ec;
+        if (!fs::is_regular_file(path, ec)) return "failed: invalid output: missing " + rel;
+        if (rel.ends_with(".json") && !is_json_object_file(path))
+            return "failed: invalid output: " + rel + " is not a JSON object";
+    }
+    return std::nullopt;
+}
+
+void Core::Impl::finish_stage(std::string_view stage_name, std::int64_t stage_round, double started,
+                              const std::optional<std::string>& failure) {
+    // Journal the stage's end and take the transition it leads to (mu held).
+    if (stop_requested) {
+        append("stage_end", "cancelled: stop requested", stage_name, "warn");
+        stopped();
+    } else if (failure) {
+        append("stage_end", *failure, stage_name, "error");
+        append("pipeline_error", *failure, "pipeline", "error");
+        state = kError;
+        last_error = *failure;
+        paused = false;
+    } else {
+        stage_succeeded(stage_name, stage_round, started);
+    }
+    write_state();
+}
+
+void Core::Impl::stage_succeeded(std::string_view stage_name, std::int64_t stage_round,
+                                 double started) {
+    auto elapsed_ms = static_cast<std::int64_t>((clock->monotonic() - started) * 1000.0);
+    Counters counters;
+    std::vector<std::string> artifacts;
+    auto count_keys = stage_counters(stage_name, config.run_unit_tests);
+    for (auto key : count_keys) {
+        std::string rel = data_file_for_count(key, stage_round);
+        auto lines = count_lines(out_dir + "/" + rel);
+        counters.emplace_back(std::string(key), lines.value_or(0));
+        for (auto& entry : counts)
+            if (entry.first == key) entry.second = lines.value_or(0);
+        // A data stage's artifacts are its counted files.
+        if (lines) artifacts.push_back(std::move(rel));
+    }
+    if (count_keys.empty()) {
+        for (auto& rel : stage_artifacts(stage_name, stage_round, config.run_unit_tests)) {
+            std::error_code ec;
+            if (fs::exists(out_dir + "/" + rel, ec)) artifacts.push_back(std::move(rel));
+        }
+    }
+    append("stage_end", "ok in " + std::to_string(elapsed_ms) + " ms", stage_name, "info",
+           std::nullopt, counters, {}, artifacts);
+    last_completed.emplace(stage_round, std::string(stage_name));
+    if (stage_name == "eval") {
+        round_evaluated(stage_round);
+        return;
+    }
+    auto next = stage_after(stage_name);
+    if (next)
+        set_running(*next);
+    else
+        set_idle();  // waiting for train-now
+}
+
+void Core::Impl::round_evaluated(std::int64_t done_round) {
+    if (mode == "collect") append("train_now_complete", "round " + std::to_string(done_round));
+    if (done_round < config.rounds) {
+        enter_round(done_round + 1);
+        return;
+    }
+    append("pipeline_complete", "complete rounds=" + std::to_string(config.rounds));
+    set_idle();
+    paused = false;
+}
+
+// ----- public API ---------------------------------------------------------------------
+
+Core::Core(Config config) : impl_(std::make_unique<Impl>(std::move(config))) {}
+
+Core::~Core() {
+    try {
+        shutdown();
+    } catch (...) {  // a destructor must not throw; shutdown() reports errors when called
+    }
+}
+
+void Core::start(std::string_view mode) {
+    auto& d = *impl_;
+    std::lock_guard lock(d.mu);
+    d.require("start");
+    if (mode != "full" && mode != "collect")
+        throw ConfigError("invalid value for PIPELINE_MODE: " + python_repr(mode) +
+                          " (valid: full, collect)");
+    if (!d.last_completed)
+        d.begin_fresh(std::string(mode));
+    else
+        d.begin_resumed(std::string(mode));
+    d.write_state();
+}
+
+void Core::start() { start(impl_->config.pipeline_mode); }
+
+std::string Core::tick() {
+    auto& d = *impl_;
+    std::lock_guard tick_lock(d.tick_mu);
+    std::string stage_name;
+    std::int64_t stage_round = 0;
+    double started = 0.0;
+    std::shared_ptr<CancelToken> token;
+    {
+        std::lock_guard lock(d.mu);
+        d.check_open("tick");
+        auto current = stage_of_state(d.state);
+        if (d.paused || !current) return d.display_state();
+        stage_name = std::string(*current);
+        stage_round = d.round;
+        if (stage_name == "train") d.train_now_pending = false;
+        d.append("stage_start", stage_name + " round " + std::to_string(stage_round), stage_name);
+        started = d.clock->monotonic();
+        if (d.config.mock_subprocesses) {
+            d.finish_stage(stage_name, stage_round, started, std::nullopt);
+            return d.display_state();
+        }
+        token = std::make_shared<CancelToken>();
+        d.cancel = token;
+    }
+    std::optional<std::string> failure;
+    try {
+        failure = d.run_stage_process(stage_name, stage_round, token);
+    } catch (...) {
+        std::lock_guard lock(d.mu);
+        d.cancel.reset();
+        throw;
+    }
+    std::lock_guard lock(d.mu);
+    // Same lock section as the finish, so a stop() sees the stage either running (and
+    // cancels it) or finished (and stops between stages).
+    d.cancel.reset();
+    d.finish_stage(stage_name, stage_round, started, failure);
+    return d.display_state();
+}
+
+std::string Core::run_until_idle() {
+    while (true) {
+        std::string state = tick();
+        if (state == kIdle || state == kError || state == kPaused) return state;
+    }
+}
+
+bool Core::train_now() {
+    auto& d = *impl_;
+    std::lock_guard lock(d.mu);
+    d.check_open("train_now");
+    if (auto refusal = d.train_now_refusal()) {
+        d.last_refusal = *refusal;
+        return false;
+    }
+    d.last_refusal.clear();
+    d.set_running("train");
+    d.train_now_pending = true;
+    d.append("train_now_trigger", "train now round " + std::to_string(d.round));
+    d.write_state();
+    return true;
+}
+
+std::string Core::last_refusal() const {
+    std::lock_guard lock(impl_->mu);
+    return impl_->last_refusal;
+}
+
+void Core::pause() {
+    auto& d = *impl_;
+    std::lock_guard lock(d.mu);
+    d.require("pause");
+    d.paused = true;
+    d.append("paused", "paused");
+    d.write_state();
+}
+
+void Core::resume() {
+    auto& d = *impl_;
+    std::lock_guard lock(d.mu);
+    d.require("resume");
+    d.paused = false;
+    d.append("resumed", "resumed");
+    d.write_state();
+}
+
+void Core::stop() {
+    auto& d = *impl_;
+    std::lock_guard lock(d.mu);
+    d.require("stop");
+    if (d.cancel) {
+        if (!d.stop_requested) {
+            d.stop_requested = true;
+            d.cancel->cancel();
+            d.write_state();
+        }
+        return;
+    }
+    d.stopped();
+    d.write_state();
+}
+
+void Core::reset() {
+    auto& d = *impl_;
+    std::lock_guard lock(d.mu);
+    d.require("reset");
+    d.set_idle();
+    d.clear_flags();
+    d.write_state();
+}
+
+std::string Core::get_status_json() const {
+    std::lock_guard lock(impl_->status_mu);
+    return impl_->status_line;
+}
+
+void Core::shutdown() {
+    auto& d = *impl_;
+    {
+        std::lock_guard lock(d.mu);
+        if (d.closed) return;
+        if (d.cancel && !d.stop_requested) {
+            d.stop_requested = true;
+            d.cancel->cancel();
+        }
+    }
+    std::lock_guard tick_lock(d.tick_mu);
+    std::lock_guard lock(d.mu);
+    if (d.closed) return;
+    d.closed = true;
+    d.journal->close();
+}
+
+void Core::set_event_observer(EventObserver observer) {
+    std::lock_guard lock(impl_->mu);
+    impl_->observer = std::move(observer);
+}
+
+const std::string& Core::out_dir() const noexcept { return impl_->out_dir; }
+const std::string& Core::run_id() const noexcept { return impl_->run_id; }
+
+}  // namespace heidi

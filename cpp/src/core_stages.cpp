@@ -1,0 +1,329 @@
+// Helpers of the Core; each mirrors a function of heidi_engine/_py/core.py.
+#include "heidi/core_stages.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <filesystem>
+
+#include "heidi/errors.hpp"
+#include "heidi/fsutil.hpp"
+#include "heidi/json.hpp"
+
+namespace heidi {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Count key -> data file kind, in SPEC §5 order.
+constexpr std::pair<std::string_view, std::string_view> kDataFiles[] = {
+    {"raw_lines", "raw"},         {"clean_lines", "clean"},   {"rejected_lines", "rejected"},
+    {"tested_lines", "tested"},   {"test_failed", "test_failed"}, {"train_lines", "train"},
+    {"val_lines", "val"},
+};
+constexpr std::string_view kLevels[] = {"debug", "info", "warn", "error", "critical"};
+constexpr std::string_view kHeidiPrefix = "@heidi ";
+
+std::string data_file(std::string_view kind, std::int64_t round) {
+    return "data/" + std::string(kind) + "_round_" + std::to_string(round) + ".jsonl";
+}
+
+// bytes.decode("utf-8", "replace"): each maximal invalid subpart becomes one U+FFFD, so
+// a line reads the same as the Python runner hands it to the Core.
+std::string utf8_replace(std::string_view in) {
+    static constexpr std::string_view kReplacement = "\xEF\xBF\xBD";
+    std::string out;
+    out.reserve(in.size());
+    std::size_t i = 0;
+    const std::size_t n = in.size();
+    while (i < n) {
+        auto byte = static_cast<unsigned char>(in[i]);
+        if (byte < 0x80) {
+            out += static_cast<char>(byte);
+            ++i;
+            continue;
+        }
+        int need = 0;
+        unsigned char lo = 0x80, hi = 0xBF;
+        if (byte >= 0xC2 && byte <= 0xDF) need = 1;
+        else if (byte == 0xE0) need = 2, lo = 0xA0;
+        else if (byte == 0xED) need = 2, hi = 0x9F;
+        else if (byte >= 0xE1 && byte <= 0xEF) need = 2;
+        else if (byte == 0xF0) need = 3, lo = 0x90;
+        else if (byte >= 0xF1 && byte <= 0xF3) need = 3;
+        else if (byte == 0xF4) need = 3, hi = 0x8F;
+        std::size_t j = i + 1;
+        bool ok = need > 0;
+        for (int k = 0; ok && k < need; ++k, ++j) {
+            if (j >= n) {
+                ok = false;
+                break;
+            }
+            auto next = static_cast<unsigned char>(in[j]);
+            if (next < (k == 0 ? lo : 0x80) || next > (k == 0 ? hi : 0xBF)) {
+                ok = false;
+                break;
+            }
+        }
+        if (ok)
+            out.append(in.substr(i, j - i));
+        else
+            out += kReplacement;
+        i = j;
+    }
+    return out;
+}
+
+bool read_counters(const json::Value& payload, const char* key, Counters& out) {
+    auto it = payload.find(key);
+    if (it == payload.end()) return true;
+    if (!it->is_object()) return false;
+    for (const auto& [name, value] : it->items()) {
+        if (value.is_number_unsigned()) {
+            if (value.get<std::uint64_t>() > static_cast<std::uint64_t>(INT64_MAX)) return false;
+        } else if (!value.is_number_integer()) {
+            return false;
+        }
+        out.emplace_back(name, value.get<std::int64_t>());
+    }
+    return true;
+}
+
+void remove_temp_below(const fs::path& folder) {
+    std::vector<fs::directory_entry> entries;
+    for (const auto& entry : fs::directory_iterator(folder)) entries.push_back(entry);
+    std::sort(entries.begin(), entries.end(),
+              [](const auto& a, const auto& b) { return a.path().filename() < b.path().filename(); });
+    for (const auto& entry : entries) {
+        bool is_dir = entry.is_directory() && !entry.is_symlink();
+        if (entry.path().filename().string().find(".tmp") != std::string::npos)
+            fs::remove_all(entry.path());
+        else if (is_dir)
+            remove_temp_below(entry.path());
+    }
+}
+
+}  // namespace
+
+StageCounts zero_counts() {
+    StageCounts counts;
+    for (const auto& [key, kind] : kDataFiles) counts.emplace_back(std::string(key), 0);
+    return counts;
+}
+
+std::vector<std::string_view> stage_counters(std::string_view stage, bool run_unit_tests) {
+    if (stage == "generate") return {"raw_lines"};
+    if (stage == "validate") {
+        if (run_unit_tests) return {"clean_lines", "rejected_lines"};
+        return {"clean_lines", "rejected_lines", "train_lines", "val_lines"};
+    }
+    if (stage == "test") return {"tested_lines", "test_failed", "train_lines", "val_lines"};
+    return {};
+}
+
+std::string data_file_for_count(std::string_view count_key, std::int64_t round) {
+    for (const auto& [key, kind] : kDataFiles)
+        if (key == count_key) return data_file(kind, round);
+    throw std::logic_error("unknown count key");
+}
+
+std::vector<std::string> stage_artifacts(std::string_view stage, std::int64_t round,
+                                         bool run_unit_tests) {
+    if (stage == "generate" || stage == "validate" || stage == "test") {
+        auto wanted = stage_counters(stage, run_unit_tests);
+        std::vector<std::string> files;
+        for (const auto& [key, kind] : kDataFiles)
+            if (std::find(wanted.begin(), wanted.end(), key) != wanted.end())
+                files.push_back(data_file(kind, round));
+        return files;
+    }
+    if (stage == "train") {
+        std::string folder = "out_lora/round_" + std::to_string(round);
+        return {folder + "/adapter_model.safetensors", folder + "/adapter_config.json",
+                folder + "/metrics.json"};
+    }
+    return {"eval/report_round_" + std::to_string(round) + ".json"};
+}
+
+std::vector<std::string> required_outputs(std::string_view stage, std::int64_t round,
+                                          bool run_unit_tests) {
+    if (stage == "generate") return {data_file("raw", round)};
+    if (stage == "validate") {
+        if (run_unit_tests) return {data_file("clean", round)};
+        return {data_file("clean", round), data_file("train", round), data_file("val", round)};
+    }
+    if (stage == "test")
+        return {data_file("tested", round), data_file("train", round), data_file("val", round)};
+    if (stage == "train") return {"out_lora/round_" + std::to_string(round) + "/metrics.json"};
+    return {"eval/report_round_" + std::to_string(round) + ".json"};
+}
+
+std::optional<std::int64_t> count_lines(const std::string& path) {
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT) return std::nullopt;
+        throw OsError(errno, path);
+    }
+    std::int64_t lines = 0;
+    char last = '\n';
+    char buffer[1 << 16];
+    while (true) {
+        ssize_t got = ::read(fd, buffer, sizeof buffer);
+        if (got < 0) {
+            if (errno == EINTR) continue;
+            int error = errno;
+            ::close(fd);
+            throw OsError(error, path);
+        }
+        if (got == 0) break;
+        lines += std::count(buffer, buffer + got, '\n');
+        last = buffer[got - 1];
+    }
+    ::close(fd);
+    return lines + (last != '\n' ? 1 : 0);
+}
+
+bool is_json_object_file(const std::string& path) {
+    std::string data;
+    try {
+        data = fsutil::read_file(path);
+    } catch (const OsError&) {
+        return false;
+    }
+    return json::Value::parse(data, nullptr, false).is_object();
+}
+
+std::vector<std::string> split_stage_command(std::string_view env_name, std::string_view command) {
+    auto invalid = [&](std::string_view why) {
+        return ConfigError("invalid value for " + std::string(env_name) + ": " +
+                           python_repr(command) + " (" + std::string(why) + ")");
+    };
+    auto is_space = [](char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; };
+    std::vector<std::string> words;
+    std::string word;
+    bool in_word = false;  // a word has started (possibly an empty quoted one)
+    std::size_t i = 0;
+    while (i < command.size()) {
+        char c = command[i];
+        if (is_space(c)) {
+            if (in_word) words.push_back(std::move(word)), word.clear(), in_word = false;
+            ++i;
+        } else if (c == '\\') {
+            if (i + 1 >= command.size())
+                throw invalid("unbalanced quote or trailing backslash");
+            word += command[i + 1];
+            in_word = true;
+            i += 2;
+        } else if (c == '\'') {
+            auto close = command.find('\'', i + 1);
+            if (close == std::string_view::npos)
+                throw invalid("unbalanced quote or trailing backslash");
+            word.append(command.substr(i + 1, close - i - 1));
+            in_word = true;
+            i = close + 1;
+        } else if (c == '"') {
+            // Inside double quotes a backslash escapes only '"' and '\' (shlex's rules).
+            ++i;
+            while (true) {
+                if (i >= command.size())
+                    throw invalid("unbalanced quote or trailing backslash");
+                char q = command[i];
+                if (q == '"') break;
+                if (q == '\\') {
+                    if (i + 1 >= command.size())
+                        throw invalid("unbalanced quote or trailing backslash");
+                    char next = command[i + 1];
+                    if (next != '"' && next != '\\') word += '\\';
+                    word += next;
+                    i += 2;
+                } else {
+                    word += q;
+                    ++i;
+                }
+            }
+            in_word = true;
+            ++i;
+        } else {
+            word += c;
+            in_word = true;
+            ++i;
+        }
+    }
+    if (in_word) words.push_back(std::move(word));
+    if (words.empty()) throw invalid("empty command");
+    return words;
+}
+
+std::string python_repr(std::string_view text) {
+    bool has_single = text.find('\'') != std::string_view::npos;
+    bool has_double = text.find('"') != std::string_view::npos;
+    char quote = has_single && !has_double ? '"' : '\'';
+    std::string out(1, quote);
+    for (char c : text) {
+        auto byte = static_cast<unsigned char>(c);
+        if (c == quote || c == '\\') {
+            out += '\\';
+            out += c;
+        } else if (c == '\n') {
+            out += "\\n";
+        } else if (c == '\r') {
+            out += "\\r";
+        } else if (c == '\t') {
+            out += "\\t";
+        } else if (byte < 0x20 || byte == 0x7f) {
+            char buf[8];
+            std::snprintf(buf, sizeof buf, "\\x%02x", byte);
+            out += buf;
+        } else {
+            out += c;
+        }
+    }
+    out += quote;
+    return out;
+}
+
+std::optional<HeidiLineEvent> parse_heidi_line(std::string_view line) {
+    if (!line.starts_with(kHeidiPrefix)) return std::nullopt;
+    json::Value payload =
+        json::Value::parse(utf8_replace(line.substr(kHeidiPrefix.size())), nullptr, false);
+    if (!payload.is_object()) return std::nullopt;
+    HeidiLineEvent event{"progress", "", "info", {}, {}, {}};
+    if (auto it = payload.find("event_type"); it != payload.end()) {
+        if (!it->is_string() || it->get_ref<const std::string&>().empty()) return std::nullopt;
+        event.event_type = it->get<std::string>();
+    }
+    if (auto it = payload.find("message"); it != payload.end()) {
+        if (!it->is_string()) return std::nullopt;
+        event.message = it->get<std::string>();
+    }
+    if (auto it = payload.find("level"); it != payload.end()) {
+        if (!it->is_string()) return std::nullopt;
+        event.level = it->get<std::string>();
+        if (std::find(std::begin(kLevels), std::end(kLevels), event.level) == std::end(kLevels))
+            return std::nullopt;
+    }
+    if (!read_counters(payload, "counters_delta", event.counters_delta)) return std::nullopt;
+    if (!read_counters(payload, "usage_delta", event.usage_delta)) return std::nullopt;
+    if (auto it = payload.find("artifact_paths"); it != payload.end()) {
+        if (!it->is_array()) return std::nullopt;
+        for (const auto& path : *it) {
+            if (!path.is_string()) return std::nullopt;
+            event.artifact_paths.push_back(path.get<std::string>());
+        }
+    }
+    return event;
+}
+
+void remove_temp_files(const std::string& out_dir) {
+    std::error_code ec;
+    if (!fs::is_directory(out_dir, ec)) return;
+    std::vector<fs::directory_entry> top;
+    for (const auto& entry : fs::directory_iterator(out_dir)) top.push_back(entry);
+    for (const auto& entry : top)
+        if (entry.is_directory() && !entry.is_symlink()) remove_temp_below(entry.path());
+}
+
+}  // namespace heidi

@@ -1,0 +1,127 @@
+#include "heidi/fsutil.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+
+#include "heidi/errors.hpp"
+
+namespace heidi::fsutil {
+
+namespace {
+
+// Closes a descriptor on scope exit.
+class FdGuard {
+public:
+    explicit FdGuard(int fd) : fd_(fd) {}
+    ~FdGuard() {
+        if (fd_ >= 0) ::close(fd_);
+    }
+    FdGuard(const FdGuard&) = delete;
+    FdGuard& operator=(const FdGuard&) = delete;
+    int get() const { return fd_; }
+    // Closes now, reporting the error (a failed close can mean lost data).
+    void close_checked(const std::string& path) {
+        const int fd = fd_;
+        fd_ = -1;
+        if (::close(fd) != 0) throw OsError(errno, path);
+    }
+
+private:
+    int fd_;
+};
+
+std::atomic<unsigned long long> temp_counter{0};
+
+}  // namespace
+
+void make_dirs(const std::string& path) {
+    if (path.empty() || is_dir(path)) return;
+    const std::string parent = parent_dir(path);
+    if (parent != path && parent != "." && parent != "/") make_dirs(parent);
+    if (::mkdir(path.c_str(), 0777) != 0 && errno != EEXIST) throw OsError(errno, path);
+}
+
+std::string parent_dir(const std::string& path) {
+    std::string trimmed = path;
+    while (trimmed.size() > 1 && trimmed.back() == '/') trimmed.pop_back();
+    const auto slash = trimmed.rfind('/');
+    if (slash == std::string::npos) return ".";
+    if (slash == 0) return "/";
+    return trimmed.substr(0, slash);
+}
+
+std::string base_name(const std::string& path) {
+    const auto slash = path.rfind('/');
+    return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
+bool exists(const std::string& path) noexcept {
+    struct stat info {};
+    return ::stat(path.c_str(), &info) == 0;
+}
+
+bool is_dir(const std::string& path) noexcept {
+    struct stat info {};
+    return ::stat(path.c_str(), &info) == 0 && S_ISDIR(info.st_mode);
+}
+
+std::string read_file(const std::string& path) {
+    FdGuard fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (fd.get() < 0) throw OsError(errno, path);
+    std::string data;
+    struct stat info {};
+    if (::fstat(fd.get(), &info) == 0 && info.st_size > 0) data.reserve(static_cast<std::size_t>(info.st_size));
+    char buffer[1 << 16];
+    for (;;) {
+        const ssize_t got = ::read(fd.get(), buffer, sizeof buffer);
+        if (got < 0) {
+            if (errno == EINTR) continue;
+            throw OsError(errno, path);
+        }
+        if (got == 0) break;
+        data.append(buffer, static_cast<std::size_t>(got));
+    }
+    return data;
+}
+
+void write_all(int fd, std::string_view data, const std::string& path_for_errors) {
+    while (!data.empty()) {
+        const ssize_t wrote = ::write(fd, data.data(), data.size());
+        if (wrote < 0) {
+            if (errno == EINTR) continue;
+            throw OsError(errno, path_for_errors);
+        }
+        data.remove_prefix(static_cast<std::size_t>(wrote));
+    }
+}
+
+void fsync_dir(const std::string& dir) {
+    FdGuard fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (fd.get() < 0) throw OsError(errno, dir);
+    if (::fsync(fd.get()) != 0) throw OsError(errno, dir);
+}
+
+void atomic_write(const std::string& path, std::string_view data, bool fsync) {
+    const std::string dir = parent_dir(path);
+    const std::string temp = (dir == "." && path.find('/') == std::string::npos ? std::string() : dir + "/") +
+                             base_name(path) + "." + std::to_string(::getpid()) + "." +
+                             std::to_string(++temp_counter) + ".tmp";
+    try {
+        FdGuard fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+        if (fd.get() < 0) throw OsError(errno, temp);
+        write_all(fd.get(), data, temp);
+        if (fsync && ::fsync(fd.get()) != 0) throw OsError(errno, temp);
+        fd.close_checked(temp);
+        if (::rename(temp.c_str(), path.c_str()) != 0) throw OsError(errno, path);
+    } catch (...) {
+        ::unlink(temp.c_str());
+        throw;
+    }
+    if (fsync) fsync_dir(dir);
+}
+
+}  // namespace heidi::fsutil
