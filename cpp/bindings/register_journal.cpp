@@ -17,23 +17,24 @@ Counters counters_of(const py::object& value, const char* name) {
     Counters counters;
     if (value.is_none()) return counters;
     const std::string error = std::string(name) + " must map str to int";
-    py::object items;
-    if (PyDict_Check(value.ptr())) {
-        items = value.attr("items")();
-    } else if (py::isinstance(value, py::module_::import("collections.abc").attr("Mapping"))) {
-        items = value.attr("items")();
-    } else {
-        throw py::value_error(error);
-    }
-    for (const auto item : items) {
-        const auto pair = py::reinterpret_borrow<py::tuple>(item);
-        const py::handle key = pair[0];
-        const py::handle number = pair[1];
+    auto add = [&](py::handle key, py::handle number) {
         if (!PyUnicode_CheckExact(key.ptr()) || !PyLong_CheckExact(number.ptr())) throw py::value_error(error);
         int overflow = 0;
         const long long count = PyLong_AsLongLongAndOverflow(number.ptr(), &overflow);
         if (overflow) throw py::value_error(error);
         counters.emplace_back(utf8_of(key, name), static_cast<std::int64_t>(count));
+    };
+    if (PyDict_Check(value.ptr())) {
+        PyObject* key = nullptr;
+        PyObject* number = nullptr;
+        Py_ssize_t position = 0;
+        while (PyDict_Next(value.ptr(), &position, &key, &number)) add(key, number);
+        return counters;
+    }
+    if (!py::isinstance(value, py::module_::import("collections.abc").attr("Mapping"))) throw py::value_error(error);
+    for (const auto item : value.attr("items")()) {
+        const auto pair = py::reinterpret_borrow<py::tuple>(item);
+        add(pair[0], pair[1]);
     }
     return counters;
 }
@@ -96,6 +97,9 @@ void register_journal(py::module_& m) {
                 const std::vector<std::string> paths = paths_of(artifact_paths);
                 const std::string event_text = utf8_of(event_type, "event_type");
                 const std::string message_text = utf8_of(message, "message");
+                if (!self.fsync_enabled())  // a buffered append is too short to be worth a GIL switch
+                    return self.append(event_text, message_text, stage_text, round_number, level_text, counters,
+                                       usage, paths);
                 py::gil_scoped_release release;
                 return self.append(event_text, message_text, stage_text, round_number, level_text, counters, usage,
                                    paths);

@@ -8,6 +8,7 @@
 #include <cerrno>
 
 #include "heidi/errors.hpp"
+#include "heidi/faults.hpp"
 
 namespace heidi::fsutil {
 
@@ -113,10 +114,13 @@ void atomic_write(const std::string& path, std::string_view data, bool fsync) {
     try {
         FdGuard fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
         if (fd.get() < 0) throw OsError(errno, temp);
+        if (faults::armed()) faults::torn_write("replace_torn", fd.get(), data, temp);
         write_all(fd.get(), data, temp);
         if (fsync && ::fsync(fd.get()) != 0) throw OsError(errno, temp);
         fd.close_checked(temp);
+        if (faults::armed()) faults::hit("replace_written", temp);
         if (::rename(temp.c_str(), path.c_str()) != 0) throw OsError(errno, path);
+        if (faults::armed()) faults::hit("replace_renamed", path);
     } catch (...) {
         ::unlink(temp.c_str());
         throw;

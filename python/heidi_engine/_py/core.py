@@ -18,10 +18,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import ConfigError, JournalError, SpawnError, TransitionError
+from . import faults
 from .clock import FakeClock, RunId, SystemClock
 from .config import Config
-from .journal import JournalWriter
+from .journal import JournalWriter, _scan
 from .jsonenc import dumps
+from .runlock import RunLock
 from .status import StatusWriter, atomic_write
 from .subprocess_runner import CancelToken, Subprocess
 
@@ -66,6 +68,8 @@ MAX_STAGE_OUTPUT_BYTES = 1 << 20
 KILL_GRACE_S = 2.0
 HEIDI_LINE_PREFIX = "@heidi "
 INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
+# Failures of the run directory's I/O: they put the Core in ERROR (docs/design.md "Write errors").
+IO_ERRORS = (OSError, JournalError)
 
 
 def _data_file(kind: str, round_: int) -> str:
@@ -198,6 +202,15 @@ def _remove_temp_below(folder: str) -> None:
             _remove_temp_below(entry.path)
 
 
+def io_error_text(exc: BaseException) -> str:
+    """The ``last_error`` of an I/O failure (the same text in both backends)."""
+    if isinstance(exc, OSError) and exc.strerror:
+        if exc.filename is not None:
+            return f"io error: {exc.filename}: {exc.strerror}"
+        return f"io error: {exc.strerror}"
+    return f"io error: {exc}"
+
+
 def split_stage_command(env_name: str, command: str) -> list[str]:
     """POSIX-shell split of a stage command (no shell runs); a bad quote is a ConfigError."""
     try:
@@ -248,16 +261,30 @@ class Core:
         self.last_refusal = ""
 
         os.makedirs(self._out_dir, exist_ok=True)
-        remove_temp_files(self._out_dir)
+        faults.load_from_env()
+        self._run_lock = RunLock(self._out_dir)
+        try:
+            self._open_run()
+        except BaseException:
+            self._run_lock.release()
+            raise
+
+    def _open_run(self) -> None:
+        """Check what OUT_DIR holds (changing nothing), then clean up and continue it."""
         self._state_path = os.path.join(self._out_dir, "state", "run_state.json")
         journal_path = os.path.join(self._out_dir, "journal", "events.jsonl")
         saved = self._load_saved_state()
         run_id = self._choose_run_id(saved, journal_path)
+        trailing = self._verified_events_after_head(journal_path, saved)
+        remove_temp_files(self._out_dir)
         if saved is not None:
             self._restore(saved)
+        self._replay(trailing)
         self._run_id = run_id
-        self._journal = JournalWriter(journal_path, run_id, fsync=cfg.fsync, clock=self._clock)
-        self._status_writer = StatusWriter(self._state_path, fsync=cfg.fsync)
+        self._journal = JournalWriter(
+            journal_path, run_id, fsync=self._config.fsync, clock=self._clock
+        )
+        self._status_writer = StatusWriter(self._state_path, fsync=self._config.fsync)
         self._status_line = ""
         with self._lock:
             self._write_state()
@@ -288,6 +315,7 @@ class Core:
                 and _int_map(saved["counts"])
                 and (saved["last_error"] is None or isinstance(saved["last_error"], str))
                 and (saved["stage"] is None or saved["stage"] in STAGES)
+                and _is_head(saved["journal_head"])
                 and (
                     last is None
                     or (
@@ -312,6 +340,81 @@ class Core:
                 )
             return existing
         return wanted or RunId.generate(self._clock)
+
+    def _verified_events_after_head(
+        self, journal_path: str, saved: dict[str, Any] | None
+    ) -> list[dict[str, Any]]:
+        """Verify the journal against the state's head; return the events after the head.
+
+        Only complete lines count (a torn last line is the journal writer's to recover).
+        A journal that fails is a JournalError naming the first bad line, raised before
+        anything in OUT_DIR is changed.
+        """
+        head_seq, head_hash = (0, "")
+        if saved is not None:
+            head_seq, head_hash = saved["journal_head"]["seq"], saved["journal_head"]["hash"]
+        try:
+            with open(journal_path, "rb") as handle:
+                data = handle.read()
+        except FileNotFoundError:
+            if head_seq > 0:
+                self._refuse_resume(journal_path, 1, "journal missing")
+            return []
+        complete = data[: data.rfind(b"\n") + 1]
+        chain = _scan(complete, saved["run_id"] if saved else None, keep_hashes=True)
+        if chain.bad_line:
+            self._refuse_resume(journal_path, chain.bad_line, chain.reason)
+        if head_seq > chain.lines:
+            self._refuse_resume(
+                journal_path,
+                chain.lines + 1,
+                f"journal ends at seq {chain.lines} before state head seq {head_seq}",
+            )
+        if head_seq > 0 and chain.line_hashes[head_seq - 1] != head_hash:
+            self._refuse_resume(
+                journal_path, head_seq, f"line {head_seq}: hash differs from state head"
+            )
+        return [json.loads(line) for line in complete.split(b"\n")[head_seq:-1]]
+
+    def _refuse_resume(self, journal_path: str, line: int, reason: str) -> None:
+        raise JournalError(
+            f"cannot resume {self._out_dir}: journal {journal_path} fails verification "
+            f"at line {line} ({reason}); nothing was changed"
+        )
+
+    def _replay(self, events: list[dict[str, Any]]) -> None:
+        """Bring the restored progress up to journal lines the state file never saw.
+
+        A crash can land between a journal append and the state write that follows; the
+        journal is the record (docs/design.md "Resume").
+        """
+        unfinished: str | None = None  # the stage of a stage_start without a good end
+        for event in events:
+            kind, stage = event["event_type"], event["stage"]
+            if kind == "pipeline_start":
+                mode = event["message"].split(" ", 1)[0].removeprefix("mode=")
+                self._mode = mode if mode in MODES else self._mode
+                self._round, self._counts = 0, dict.fromkeys(COUNT_KEYS, 0)
+                self._to_idle_after_replayed_start()
+            elif kind == "pipeline_resume":
+                self._to_idle_after_replayed_start()
+            elif kind == "round_start":
+                self._round, self._counts = event["round"], dict.fromkeys(COUNT_KEYS, 0)
+            elif kind == "stage_start":
+                unfinished = stage
+            elif kind == "stage_end" and event["level"] == "info":
+                unfinished = None
+                self._round = event["round"]
+                self._last_completed = (event["round"], stage)
+                for key, value in event["counters_delta"].items():
+                    if key in self._counts:
+                        self._counts[key] = value
+            elif kind == "pipeline_error":
+                self._state, self._stage = ERROR, unfinished
+                self._last_error = event["message"]
+
+    def _to_idle_after_replayed_start(self) -> None:
+        self._state, self._stage, self._last_error = IDLE, None, None
 
     def _restore(self, saved: dict[str, Any]) -> None:
         """Continue a run: progress comes back, nothing is running (a crash ended it)."""
@@ -362,8 +465,27 @@ class Core:
             "last_error": self._last_error,
             "journal_head": {"seq": seq, "hash": digest},
         }
-        self._status_writer.write(status)
+        # The snapshot first: if the file write fails, status still tells the truth.
         self._status_line = dumps(status)
+        self._status_writer.write(status)
+
+    def _enter_io_error(self, exc: BaseException, stage: str | None = None) -> None:
+        """An I/O failure of the run directory: go to ERROR with the cause (lock held).
+
+        Journaling and saving the ERROR are best effort: the failing disk may refuse them
+        too, and every file is still valid as it stands.
+        """
+        cause = io_error_text(exc)
+        self._state, self._stage, self._last_error = ERROR, stage, cause
+        self._paused = self._stop_requested = self._train_now_pending = False
+        try:
+            self._append("pipeline_error", cause, level="error")
+        except IO_ERRORS:
+            pass
+        try:
+            self._write_state()
+        except IO_ERRORS:
+            pass
 
     def get_status_json(self) -> str:
         """The run_state.json line (without its newline); never waits for a stage."""
@@ -436,11 +558,14 @@ class Core:
                 raise ConfigError(
                     f"invalid value for PIPELINE_MODE: {mode!r} (valid: {', '.join(MODES)})"
                 )
-            if self._last_completed is None:
-                self._begin_fresh(mode)
-            else:
-                self._begin_resumed(mode)
-            self._write_state()
+            try:
+                if self._last_completed is None:
+                    self._begin_fresh(mode)
+                else:
+                    self._begin_resumed(mode)
+                self._write_state()
+            except IO_ERRORS as exc:
+                self._enter_io_error(exc)
 
     def _clear_flags(self) -> None:
         self._paused = False
@@ -505,8 +630,13 @@ class Core:
             self.last_refusal = ""
             self._state, self._stage = "FINALIZING", "train"
             self._train_now_pending = True
-            self._append("train_now_trigger", f"train now round {self._round}")
-            self._write_state()
+            try:
+                self._append("train_now_trigger", f"train now round {self._round}")
+                self._write_state()
+            except IO_ERRORS as exc:
+                self._enter_io_error(exc)
+                self.last_refusal = self._last_error or ""
+                return False
             return True
 
     action_train_now = train_now
@@ -526,28 +656,37 @@ class Core:
         with self._lock:
             self._require("pause")
             self._paused = True
-            self._append("paused", "paused")
-            self._write_state()
+            try:
+                self._append("paused", "paused")
+                self._write_state()
+            except IO_ERRORS as exc:
+                self._enter_io_error(exc)
 
     def resume(self) -> None:
         with self._lock:
             self._require("resume")
             self._paused = False
-            self._append("resumed", "resumed")
-            self._write_state()
+            try:
+                self._append("resumed", "resumed")
+                self._write_state()
+            except IO_ERRORS as exc:
+                self._enter_io_error(exc)
 
     def stop(self) -> None:
         """Stop now between stages; during a stage, kill it and let its tick record the cancel."""
         with self._lock:
             self._require("stop")
-            if self._cancel is not None:
-                if not self._stop_requested:
-                    self._stop_requested = True
-                    self._cancel.cancel()
-                    self._write_state()
-                return
-            self._stopped()
-            self._write_state()
+            try:
+                if self._cancel is not None:
+                    if not self._stop_requested:
+                        self._stop_requested = True
+                        self._cancel.cancel()
+                        self._write_state()
+                    return
+                self._stopped()
+                self._write_state()
+            except IO_ERRORS as exc:
+                self._enter_io_error(exc)
 
     def _stopped(self) -> None:
         self._append("pipeline_stop", "stopped")
@@ -562,7 +701,10 @@ class Core:
             self._require("reset")
             self._state, self._stage = IDLE, None
             self._clear_flags()
-            self._write_state()
+            try:
+                self._write_state()
+            except IO_ERRORS as exc:
+                self._enter_io_error(exc)
 
     def shutdown(self) -> None:
         """Cancel a running stage, wait for its tick, close the journal. Idempotent."""
@@ -576,7 +718,17 @@ class Core:
             if self._closed:
                 return
             self._closed = True
-            self._journal.close()
+            try:
+                self._journal.close()
+            finally:
+                self._run_lock.release()
+
+    def __del__(self) -> None:
+        # A Core dropped without shutdown() must not keep OUT_DIR locked (the native
+        # Core's destructor does the same).
+        lock = getattr(self, "_run_lock", None)
+        if lock is not None:
+            lock.release()
 
     # ----- ticking --------------------------------------------------------------------
 
@@ -597,15 +749,24 @@ class Core:
                 stage, round_ = STAGE_OF_STATE[self._state], self._round
                 if stage == "train":
                     self._train_now_pending = False
-                self._append("stage_start", f"{stage} round {round_}", stage=stage)
-                started = self._clock.monotonic()
-                if self._config.mock_subprocesses:
-                    self._finish_stage(stage, round_, started, None)
+                try:
+                    self._append("stage_start", f"{stage} round {round_}", stage=stage)
+                    if faults.ARMED:
+                        faults.hit(f"stage_started.{stage}", self._out_dir)
+                    started = self._clock.monotonic()
+                    if self._config.mock_subprocesses:
+                        self._finish_stage(stage, round_, started, None)
+                        return self._display_state()
+                except IO_ERRORS as exc:
+                    self._enter_io_error(exc, stage)
                     return self._display_state()
                 cancel = CancelToken()
                 self._cancel = cancel
             try:
                 failure = self._run_stage_process(stage, round_, cancel)
+            except IO_ERRORS as exc:
+                # Writing its progress, log or outputs failed: the stage failed (fail-closed).
+                failure = f"failed: {io_error_text(exc)}"
             except BaseException:
                 with self._lock:
                     self._cancel = None
@@ -614,13 +775,19 @@ class Core:
                 # Same lock section as the finish, so a stop() sees the stage either
                 # running (and cancels it) or finished (and stops between stages).
                 self._cancel = None
-                self._finish_stage(stage, round_, started, failure)
+                try:
+                    if faults.ARMED:
+                        faults.hit(f"stage_exited.{stage}", self._out_dir)
+                    self._finish_stage(stage, round_, started, failure)
+                except IO_ERRORS as exc:
+                    self._enter_io_error(exc, stage)
                 return self._display_state()
 
     def _run_stage_process(self, stage: str, round_: int, cancel: CancelToken) -> str | None:
         """Run one stage process (state lock released); returns its failure text or None."""
-        for rel in required_outputs(stage, round_, self._config.run_unit_tests):
-            # A stale output of an earlier attempt must not pass for this run's (fail-closed).
+        for rel in stage_artifacts(stage, round_, self._config.run_unit_tests):
+            # Outputs of an earlier (failed or interrupted) attempt are discarded: a stale
+            # file must not pass for this run's (fail-closed).
             path = os.path.join(self._out_dir, rel)
             if os.path.lexists(path):
                 os.unlink(path)
@@ -663,6 +830,7 @@ class Core:
         env["OUT_DIR"] = self._out_dir
         env["HEIDI_PYTHON"] = self._python
         env["HEIDI_RUN_ID"] = self._run_id
+        env.pop(faults.ENV, None)  # fault points target the runner, not its stages
         return env
 
     def _on_stage_line(self, stage: str, round_: int, line: str | bytes) -> None:
@@ -685,6 +853,8 @@ class Core:
                 usage_delta=event["usage_delta"],
                 artifact_paths=event["artifact_paths"],
             )
+            if faults.ARMED:
+                faults.hit(f"stage_line.{stage}", self._out_dir)
 
     def _finish_stage(self, stage: str, round_: int, started: float, failure: str | None) -> None:
         """Journal the stage's end and take the transition it leads to (state lock held)."""
@@ -698,6 +868,8 @@ class Core:
         else:
             self._stage_succeeded(stage, round_, started)
         self._write_state()
+        if faults.ARMED:
+            faults.hit(f"stage_committed.{stage}", self._out_dir)
 
     def _stage_succeeded(self, stage: str, round_: int, started: float) -> None:
         elapsed_ms = int((self._clock.monotonic() - started) * 1000)
@@ -725,6 +897,8 @@ class Core:
             artifact_paths=artifacts,
         )
         self._last_completed = (round_, stage)
+        if faults.ARMED:
+            faults.hit(f"stage_ended.{stage}", self._out_dir)
         if stage == "eval":
             self._round_evaluated(round_)
             return
@@ -753,6 +927,15 @@ class Core:
 
     def __repr__(self) -> str:
         return f"<Core {self._run_id} {self._out_dir}>"
+
+
+def _is_head(value: Any) -> bool:
+    return (
+        isinstance(value, dict)
+        and _is_int64(value.get("seq"))
+        and value["seq"] >= 0
+        and isinstance(value.get("hash"), str)
+    )
 
 
 def _first_journal_run_id(journal_path: str) -> str | None:

@@ -7,6 +7,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from . import faults
 from .jsonenc import dumps
 
 # Temp names are unique per process and call: <name>.<pid>.<counter>.tmp
@@ -25,6 +26,8 @@ def atomic_write(path: str, data: bytes, *, fsync: bool = True) -> None:
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
     try:
         try:
+            if faults.ARMED:
+                faults.torn_write("replace_torn", fd, data, temp)
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
@@ -32,7 +35,11 @@ def atomic_write(path: str, data: bytes, *, fsync: bool = True) -> None:
                 os.fsync(fd)
         finally:
             os.close(fd)
+        if faults.ARMED:
+            faults.hit("replace_written", temp)
         os.rename(temp, path)
+        if faults.ARMED:
+            faults.hit("replace_renamed", path)
     except BaseException:
         try:
             os.unlink(temp)

@@ -1,0 +1,83 @@
+// Typed configuration: defaults < TOML file < environment < overrides (docs/design.md,
+// "Config"). Every invalid input is a ConfigError whose text matches the Python backend.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <variant>
+#include <vector>
+
+namespace heidi {
+
+struct Config {
+    std::string out_dir = "./heidi_out";
+    std::string pipeline_mode = "full";
+    bool run_unit_tests = true;
+    std::int64_t rounds = 3;
+    std::int64_t samples_per_round = 50;
+    std::string run_id;  // empty = generate
+    std::int64_t seed = 42;
+    double val_ratio = 0.1;
+    bool mock_subprocesses = false;
+    double stage_timeout_s = 0.0;  // 0 = per-stage default
+    bool fsync = true;
+    std::string fake_time;  // empty = real time
+    std::string python;     // interpreter for stages; empty = see docs/design.md
+    std::string stage_cmd_generate;
+    std::string stage_cmd_validate;
+    std::string stage_cmd_test;
+    std::string stage_cmd_train;
+    std::string stage_cmd_eval;
+    std::string task_source = "procedural";
+    std::string task_file;
+    std::string eval_task_file;
+    std::string teacher = "reference";
+    std::string teacher_model;
+    std::string teacher_base_url;
+    std::string teacher_api_key_env = "OPENAI_API_KEY";
+    std::int64_t teacher_concurrency = 8;
+    std::string base_model = "smollm2";
+    std::int64_t train_steps = 30;
+    double lr = 0.0005;
+    std::int64_t lora_r = 8;
+    std::int64_t lora_alpha = 16;
+    std::int64_t seq_len = 384;
+    std::int64_t batch_size = 4;
+    std::int64_t grad_accum = 1;
+    double sandbox_timeout_s = 10.0;
+    std::int64_t sandbox_memory_mb = 1024;
+    std::int64_t sandbox_workers = 0;  // 0 = number of cores
+
+    // A typed value from a TOML file or an override. A string is parsed like the
+    // environment form; other types must suit the field (ints for ints, ints or floats
+    // for floats, booleans or 0/1 for booleans).
+    using Value = std::variant<bool, std::int64_t, double, std::string>;
+    using Overrides = std::vector<std::pair<std::string, Value>>;
+    using Environment = std::map<std::string, std::string, std::less<>>;
+
+    // Reads the process environment. config_file empty = $HEIDI_CONFIG, if set.
+    static Config from_env(const std::string& config_file = "", const Overrides& overrides = {});
+    // Same, from an explicit environment (tests, the daemon).
+    static Config from_sources(const Environment& env, const std::string& config_file,
+                               const Overrides& overrides);
+
+    // Every field in its environment form, in field order: floats as Python repr,
+    // booleans as 0/1. Stage processes read it back with from_env().
+    std::vector<std::pair<std::string, std::string>> to_env() const;
+
+    // The stage's wall-clock limit: stage_timeout_s, or the per-stage default when 0.
+    // Throws std::invalid_argument for an unknown stage.
+    double stage_timeout_for(std::string_view stage) const;
+
+    // Field names in declaration order, and field name -> environment variable name.
+    static const std::vector<std::string>& field_names();
+    static const std::vector<std::pair<std::string, std::string>>& env_names();
+
+    bool operator==(const Config&) const = default;
+};
+
+}  // namespace heidi

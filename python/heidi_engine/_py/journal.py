@@ -1,0 +1,448 @@
+"""The hash-chained event journal (SPEC §6, docs/design.md "Journal").
+
+One event per line, compact JSON, keys in SPEC order. ``prev_hash`` of line 1 is
+``sha256_hex(run_id)``; of line k, ``sha256_hex(line k-1 including its "\\n")``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import JournalError
+from . import faults
+from .clock import SystemClock
+from .jsonenc import encode_string
+from .secrets import scrub_secrets
+
+KEYS = (
+    "event_version",
+    "seq",
+    "ts",
+    "run_id",
+    "round",
+    "stage",
+    "level",
+    "event_type",
+    "message",
+    "counters_delta",
+    "usage_delta",
+    "artifact_paths",
+    "prev_hash",
+)
+LEVELS = ("debug", "info", "warn", "error", "critical")
+STAGES = ("pipeline", "generate", "validate", "test", "train", "eval")
+EVENT_VERSION = "1.0"
+
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+# With fsync off, lines are written in batches of about this size.
+_BUFFER_BYTES = 1 << 16
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    ok: bool
+    lines: int
+    first_bad_line: int
+    reason: str
+
+
+class _Pairs(list):
+    """A JSON object as its (key, value) pairs, so duplicate and misordered keys show."""
+
+
+def _is_int(value: Any) -> bool:
+    return type(value) is int
+
+
+def _is_counter_map(value: Any) -> bool:
+    return isinstance(value, _Pairs) and all(
+        type(k) is str and _is_int(v) for k, v in value
+    )
+
+
+def _schema_ok(pairs: list[tuple[str, Any]]) -> bool:
+    """Keys exactly as in SPEC order, each value of its type."""
+    if len(pairs) != len(KEYS) or any(key != want for (key, _), want in zip(pairs, KEYS)):
+        return False
+    values = dict(pairs)
+    strings = ("event_version", "ts", "run_id", "stage", "level", "event_type", "message", "prev_hash")
+    paths = values["artifact_paths"]
+    return (
+        all(type(values[key]) is str for key in strings)
+        and _is_int(values["seq"])
+        and _is_int(values["round"])
+        and _is_counter_map(values["counters_delta"])
+        and _is_counter_map(values["usage_delta"])
+        and type(paths) is list
+        and all(type(path) is str for path in paths)
+    )
+
+
+@dataclass
+class _Chain:
+    """What a scan of complete journal lines found."""
+
+    lines: int = 0
+    head_hash: str = ""
+    run_id: str | None = None
+    line_hashes: list[str] | None = None
+    bad_line: int = 0
+    reason: str = "ok"
+
+
+def _scan(data: bytes, run_id: str | None, keep_hashes: bool) -> _Chain:
+    """Check the chain of ``data`` (whole lines plus perhaps an unterminated tail).
+
+    ``run_id`` is the id line 1 must carry (None: whatever line 1 says). The scan stops
+    at the first bad line.
+    """
+    chain = _Chain(lines=data.count(b"\n"), run_id=run_id, line_hashes=[] if keep_hashes else None)
+    expected_hash = (
+        sha256_hex(run_id.encode("utf-8", "surrogatepass")) if run_id is not None else None
+    )
+    start = 0
+    number = 0
+    total = len(data)
+    while start < total:
+        number += 1
+        end = data.find(b"\n", start)
+        if end < 0:
+            chain.bad_line, chain.reason = number, f"line {number}: no trailing newline"
+            return chain
+        raw = data[start : end + 1]
+        start = end + 1
+        try:
+            event = json.loads(raw[:-1].decode("utf-8"), object_pairs_hook=_Pairs)
+        except (ValueError, RecursionError):
+            chain.bad_line, chain.reason = number, f"line {number}: not valid JSON"
+            return chain
+        if not isinstance(event, _Pairs) or not _schema_ok(event):
+            chain.bad_line, chain.reason = number, f"line {number}: bad keys"
+            return chain
+        seq = event[1][1]
+        if seq != number:
+            chain.bad_line, chain.reason = number, f"line {number}: seq {seq}, expected {number}"
+            return chain
+        line_run_id = event[3][1]
+        if chain.run_id is None:
+            chain.run_id = line_run_id
+            expected_hash = sha256_hex(line_run_id.encode("utf-8", "surrogatepass"))
+        elif line_run_id != chain.run_id:
+            chain.bad_line, chain.reason = number, f"line {number}: run_id changed"
+            return chain
+        if event[12][1] != expected_hash:
+            chain.bad_line, chain.reason = number, f"line {number}: prev_hash mismatch"
+            return chain
+        expected_hash = sha256_hex(raw)
+        if keep_hashes:
+            chain.line_hashes.append(expected_hash)
+    chain.head_hash = expected_hash or ""
+    return chain
+
+
+def _state_head(state_path: str) -> tuple[int, str] | None:
+    """The state file's journal_head, or None when it has no valid one."""
+    try:
+        with open(state_path, "rb") as handle:
+            state = json.loads(handle.read().decode("utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return None
+    head = state.get("journal_head") if isinstance(state, dict) else None
+    if not isinstance(head, dict):
+        return None
+    seq, digest = head.get("seq"), head.get("hash")
+    if not _is_int(seq) or seq < 0 or type(digest) is not str:
+        return None
+    return seq, digest
+
+
+def _paths(path_or_out_dir: str | os.PathLike[str]) -> tuple[str, str | None]:
+    """(journal file, state file or None) for a journal path or an OUT_DIR."""
+    path = os.fspath(path_or_out_dir)
+    if os.path.isdir(path):
+        return (
+            os.path.join(path, "journal", "events.jsonl"),
+            os.path.join(path, "state", "run_state.json"),
+        )
+    parent = os.path.dirname(os.path.abspath(path))
+    if os.path.basename(parent) == "journal":
+        return path, os.path.join(os.path.dirname(parent), "state", "run_state.json")
+    return path, None
+
+
+def verify_journal(path_or_out_dir: str | os.PathLike[str]) -> VerifyResult:
+    """Recompute the chain and check the state file's head (docs/design.md "Journal")."""
+    journal_path, state_path = _paths(path_or_out_dir)
+    try:
+        with open(journal_path, "rb") as handle:
+            data = handle.read()
+    except FileNotFoundError:
+        return VerifyResult(False, 0, 0, "journal missing")
+    state_exists = state_path is not None and os.path.exists(state_path)
+    chain = _scan(data, None, keep_hashes=state_exists)
+    if chain.bad_line:
+        return VerifyResult(False, chain.lines, chain.bad_line, chain.reason)
+    if state_exists:
+        head = _state_head(state_path)
+        if head is None:
+            return VerifyResult(False, chain.lines, 0, "state file has no valid journal_head")
+        head_seq, head_hash = head
+        if head_seq > chain.lines:
+            return VerifyResult(
+                False,
+                chain.lines,
+                chain.lines + 1,
+                f"journal ends at seq {chain.lines} before state head seq {head_seq}",
+            )
+        if head_seq > 0 and chain.line_hashes[head_seq - 1] != head_hash:
+            return VerifyResult(
+                False, chain.lines, head_seq, f"line {head_seq}: hash differs from state head"
+            )
+    return VerifyResult(True, chain.lines, 0, "ok")
+
+
+def _counters_json(value: Mapping[str, int] | None, name: str) -> str:
+    if value is None:
+        return "{}"
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{name} must map str to int")
+    parts = []
+    for key, number in value.items():
+        if type(key) is not str or not _is_int(number) or not _INT64_MIN <= number <= _INT64_MAX:
+            raise ValueError(f"{name} must map str to int")
+        parts.append(f"{encode_string(key)}:{number}")
+    return "{" + ",".join(parts) + "}"
+
+
+def _paths_json(value: Sequence[str] | None) -> str:
+    if value is None:
+        return "[]"
+    if not isinstance(value, (list, tuple)) or any(type(path) is not str for path in value):
+        raise ValueError("artifact_paths must be a list of str")
+    return "[" + ",".join(encode_string(path) for path in value) + "]"
+
+
+class JournalWriter:
+    """Appends events to the journal; continues an existing one. Thread-safe."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        run_id: str,
+        *,
+        fsync: bool = True,
+        clock: Any = None,
+    ) -> None:
+        if type(run_id) is not str:
+            raise TypeError("run_id must be str")
+        self.path = os.fspath(path)
+        self.run_id = run_id
+        self._fsync = bool(fsync)
+        self._clock = clock if clock is not None else SystemClock()
+        self._lock = threading.Lock()
+        self._pending: list[bytes] = []
+        self._pending_bytes = 0
+        self._fd = -1
+        self._run_id_json = encode_string(run_id)
+        self._open_and_continue()
+
+    # -- opening -----------------------------------------------------------------------
+
+    def _open_and_continue(self) -> None:
+        directory = os.path.dirname(self.path)
+        try:
+            if directory:
+                os.makedirs(directory, exist_ok=True)
+            try:
+                with open(self.path, "rb") as handle:
+                    data = handle.read()
+            except FileNotFoundError:
+                data = b""
+        except OSError as exc:
+            raise JournalError(f"cannot open journal {self.path}: {exc.strerror}") from None
+        cut = data.rfind(b"\n") + 1
+        complete, torn = data[:cut], data[cut:]
+        chain = _scan(complete, self.run_id, keep_hashes=False)
+        if chain.bad_line:
+            raise JournalError(f"cannot continue journal {self.path}: {chain.reason}")
+        self._seq = chain.lines
+        self._hash = chain.head_hash
+        try:
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            if torn:
+                self._move_torn_tail(torn, len(complete))
+        except OSError as exc:
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
+            raise JournalError(f"cannot open journal {self.path}: {exc.strerror}") from None
+        self._size = len(complete)
+        if torn:
+            self.append(
+                "journal_recovered",
+                f"recovered torn line of {len(torn)} bytes",
+                level="warn",
+                counters_delta={"torn_bytes": len(torn)},
+            )
+
+    def _move_torn_tail(self, torn: bytes, keep: int) -> None:
+        """Save the crash's partial line beside the journal, then cut it off."""
+        aside = f"{self.path}.torn-{self._seq + 1}"
+        fd = os.open(aside, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            _write_all(fd, torn)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.ftruncate(self._fd, keep)
+        os.fsync(self._fd)
+        _fsync_dir(os.path.dirname(self.path) or ".")
+
+    # -- writing -----------------------------------------------------------------------
+
+    def append(
+        self,
+        event_type: str,
+        message: str,
+        *,
+        stage: str = "pipeline",
+        round: int = 0,  # noqa: A002 - the SPEC's field name
+        level: str = "info",
+        counters_delta: Mapping[str, int] | None = None,
+        usage_delta: Mapping[str, int] | None = None,
+        artifact_paths: Sequence[str] | None = None,
+    ) -> int:
+        """Append one event; return its seq. With fsync on, the line is durable on return."""
+        if type(event_type) is not str or type(message) is not str:
+            raise TypeError("event_type and message must be str")
+        if level not in LEVELS:
+            raise ValueError(f"invalid level '{level}' (valid: {', '.join(LEVELS)})")
+        if stage not in STAGES:
+            raise ValueError(f"invalid stage '{stage}' (valid: {', '.join(STAGES)})")
+        if not _is_int(round) or not 0 <= round <= _INT64_MAX:
+            raise ValueError("round must be an integer >= 0")
+        counters = _counters_json(counters_delta, "counters_delta")
+        usage = _counters_json(usage_delta, "usage_delta")
+        paths = _paths_json(artifact_paths)
+        message_json = encode_string(scrub_secrets(message))
+        with self._lock:
+            if self._fd < 0:
+                raise JournalError(f"journal {self.path} is closed")
+            seq = self._seq + 1
+            line = (
+                f'{{"event_version":"{EVENT_VERSION}","seq":{seq},'
+                f'"ts":"{self._clock.now_iso()}","run_id":{self._run_id_json},'
+                f'"round":{round},"stage":"{stage}","level":"{level}",'
+                f'"event_type":{encode_string(event_type)},"message":{message_json},'
+                f'"counters_delta":{counters},"usage_delta":{usage},'
+                f'"artifact_paths":{paths},"prev_hash":"{self._hash}"}}\n'
+            ).encode("ascii")
+            if self._fsync:
+                self._write_durably(line)
+            else:
+                self._pending.append(line)
+                self._pending_bytes += len(line)
+                if self._pending_bytes >= _BUFFER_BYTES:
+                    self._flush_locked()
+            self._seq = seq
+            self._hash = sha256_hex(line)
+            return seq
+
+    def _write_durably(self, data: bytes) -> None:
+        try:
+            if faults.ARMED:
+                faults.torn_write("journal_torn", self._fd, data, self.path)
+            _write_all(self._fd, data)
+            os.fdatasync(self._fd)
+            if faults.ARMED:
+                faults.hit("journal_written", self.path)
+        except OSError as exc:
+            # Cut a partial write off so the file still ends at a whole line.
+            try:
+                os.ftruncate(self._fd, self._size)
+            except OSError:
+                pass
+            raise JournalError(f"cannot write journal {self.path}: {exc.strerror}") from None
+        self._size += len(data)
+
+    def _flush_locked(self) -> None:
+        # Only the fsync-off mode buffers; with fsync on every append is already written.
+        if not self._pending:
+            return
+        data = b"".join(self._pending)
+        self._pending.clear()
+        self._pending_bytes = 0
+        self._write_buffered(data)
+
+    def _write_buffered(self, data: bytes) -> None:
+        try:
+            _write_all(self._fd, data)
+        except OSError as exc:
+            raise JournalError(f"cannot write journal {self.path}: {exc.strerror}") from None
+        self._size += len(data)
+
+    def flush(self) -> None:
+        """Write buffered lines (fsync off) to the file."""
+        with self._lock:
+            if self._fd >= 0:
+                self._flush_locked()
+
+    @property
+    def head(self) -> tuple[int, str]:
+        """(seq, sha256 hex) of the last line; buffered lines are written first."""
+        with self._lock:
+            if self._fd >= 0:
+                self._flush_locked()
+            return self._seq, self._hash
+
+    @property
+    def closed(self) -> bool:
+        return self._fd < 0
+
+    def close(self) -> None:
+        """Flush and close; idempotent."""
+        with self._lock:
+            if self._fd < 0:
+                return
+            try:
+                self._flush_locked()
+            finally:
+                os.close(self._fd)
+                self._fd = -1
+
+    def __enter__(self) -> JournalWriter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"JournalWriter({self.path!r})"
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def _fsync_dir(directory: str) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+__all__ = ["KEYS", "LEVELS", "STAGES", "JournalWriter", "VerifyResult", "sha256_hex", "verify_journal"]
