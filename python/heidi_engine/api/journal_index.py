@@ -1,0 +1,140 @@
+"""Incremental reader of the event journal for the servers.
+
+The Core is the journal's only writer; servers only read it. The index remembers the
+byte offset of every complete line, so a page of events costs one read of the bytes
+asked for, and each refresh reads only what was appended since the last one. It also
+folds every new line into the aggregates ``/metrics`` reports, so metrics never rescan
+the file. A line without its newline yet (being written) is left for the next refresh.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .._py.clock import is_iso_ms, parse_iso_ms
+
+STAGES = ("generate", "validate", "test", "train", "eval")
+# stage_end counters -> the sample outcome they count (SPEC §5 file kinds).
+SAMPLE_COUNTERS = {
+    "raw_lines": "raw",
+    "clean_lines": "clean",
+    "rejected_lines": "rejected",
+    "tested_lines": "tested",
+    "test_failed": "test_failed",
+    "train_lines": "train",
+    "val_lines": "val",
+}
+STAGE_OUTCOMES = {"info": "ok", "error": "failed", "warn": "cancelled"}
+
+
+@dataclass
+class StageStats:
+    runs: dict[str, int] = field(default_factory=lambda: {o: 0 for o in STAGE_OUTCOMES.values()})
+    duration_ms_sum: int = 0
+    last_duration_ms: int = 0
+
+
+@dataclass
+class JournalAggregates:
+    last_seq: int = 0
+    stages: dict[str, StageStats] = field(default_factory=lambda: {s: StageStats() for s in STAGES})
+    samples: dict[str, int] = field(default_factory=lambda: {o: 0 for o in SAMPLE_COUNTERS.values()})
+
+
+class JournalIndex:
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._reset()
+
+    def _reset(self) -> None:
+        self._offsets: list[int] = []  # start offset of line k+1 (seq k+1)
+        self._end = 0  # bytes of complete lines indexed
+        self._identity: tuple[int, int] | None = None
+        self._stage_started_ms: dict[str, int] = {}
+        self.aggregates = JournalAggregates()
+
+    def _refresh_locked(self) -> None:
+        try:
+            fh = open(self.path, "rb")
+        except FileNotFoundError:
+            self._reset()
+            return
+        with fh:
+            st = os.fstat(fh.fileno())
+            identity = (st.st_dev, st.st_ino)
+            if identity != self._identity or st.st_size < self._end:
+                # A new or rewritten journal: index it from the start.
+                self._reset()
+                self._identity = identity
+            if st.st_size == self._end:
+                return
+            fh.seek(self._end)
+            chunk = fh.read(st.st_size - self._end)
+        start = 0
+        while True:
+            newline = chunk.find(b"\n", start)
+            if newline < 0:
+                break
+            self._offsets.append(self._end + start)
+            self._fold(chunk[start:newline])
+            start = newline + 1
+        self._end += start
+
+    def _fold(self, line: bytes) -> None:
+        agg = self.aggregates
+        agg.last_seq = len(self._offsets)
+        try:
+            event = json.loads(line)
+        except ValueError:
+            return
+        stage = event.get("stage") if isinstance(event, dict) else None
+        if not isinstance(stage, str) or stage not in agg.stages:
+            return
+        ts = event.get("ts")
+        ts_ms = parse_iso_ms(ts) if isinstance(ts, str) and is_iso_ms(ts) else None
+        kind = event.get("event_type")
+        if kind == "stage_start" and ts_ms is not None:
+            self._stage_started_ms[stage] = ts_ms
+        elif kind == "stage_end":
+            stats = agg.stages[stage]
+            outcome = STAGE_OUTCOMES.get(str(event.get("level")), "failed")
+            stats.runs[outcome] += 1
+            started = self._stage_started_ms.pop(stage, None)
+            if started is not None and ts_ms is not None:
+                stats.last_duration_ms = max(0, ts_ms - started)
+                stats.duration_ms_sum += stats.last_duration_ms
+            counters = event.get("counters_delta")
+            if outcome == "ok" and isinstance(counters, dict):
+                for name, outcome_name in SAMPLE_COUNTERS.items():
+                    value = counters.get(name)
+                    if isinstance(value, int) and not isinstance(value, bool):
+                        agg.samples[outcome_name] += value
+
+    def refresh(self) -> JournalAggregates:
+        with self._lock:
+            self._refresh_locked()
+            return self.aggregates
+
+    def page(self, since: int, limit: int) -> tuple[list[bytes], int]:
+        """Raw lines (no newline) with seq > since, at most ``limit``; and the next ``since``."""
+        with self._lock:
+            self._refresh_locked()
+            first = min(since, len(self._offsets))
+            last = min(first + limit, len(self._offsets))
+            if first == last:
+                return [], since
+            begin = self._offsets[first]
+            end = self._offsets[last] if last < len(self._offsets) else self._end
+            with open(self.path, "rb") as fh:
+                fh.seek(begin)
+                data = fh.read(end - begin)
+        lines = data.split(b"\n")[: last - first]
+        return lines, last
+
+
+__all__ = ["JournalAggregates", "JournalIndex", "StageStats"]

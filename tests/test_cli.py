@@ -1,0 +1,201 @@
+"""The `heidi` command line (SPEC §10), run as a subprocess like a user would."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from heidi_engine.api.launcher import ServerProcess
+
+FAKE_STAGE = Path(__file__).parent / "data" / "fake_stage.py"
+STAGES = ("generate", "validate", "test", "train", "eval")
+ENGINE_PREFIXES = ("HEIDI_", "OUT_DIR", "PIPELINE_MODE", "RUN_UNIT_TESTS", "ROUNDS",
+                   "SAMPLES_PER_ROUND", "RUN_ID", "SEED", "VAL_RATIO", "BASE_MODEL", "FAKE_STAGE")
+
+
+def cli_env(backend_name: str = "python", **overrides: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(ENGINE_PREFIXES)}
+    env.update(HEIDI_FSYNC="0", HEIDI_PYTHON=sys.executable, HEIDI_BACKEND=backend_name, ROUNDS="2")
+    for stage in STAGES:
+        env[f"HEIDI_STAGE_CMD_{stage.upper()}"] = f"{sys.executable} {FAKE_STAGE} {stage}"
+    env.update(overrides)
+    return env
+
+
+def heidi(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "heidi_engine.cli", *args], env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def spawn(*args: str, env: dict[str, str]) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "heidi_engine.cli", *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def state_of(out_dir: Path) -> dict:
+    return json.loads((out_dir / "state" / "run_state.json").read_text())
+
+
+def wait_until(predicate, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def waiting(out_dir: Path, round_no: int) -> bool:
+    try:
+        s = state_of(out_dir)
+    except (FileNotFoundError, ValueError):
+        return False
+    return s["state"] == "IDLE" and s["last_completed"] == {"round": round_no, "stage": "test"}
+
+
+def test_run_completes_and_a_finished_run_is_not_rerun(backend, out_dir):
+    env = cli_env(backend.name)
+    result = heidi("run", "--out-dir", str(out_dir), "--mode", "full", env=env)
+    assert result.returncode == 0, result.stderr
+    assert state_of(out_dir)["last_completed"] == {"round": 2, "stage": "eval"}
+    journal = (out_dir / "journal" / "events.jsonl").read_bytes()
+    again = heidi("run", "--out-dir", str(out_dir), "--mode", "full", env=env)
+    assert again.returncode == 0
+    assert "run complete: all 2 rounds done" in again.stdout
+    assert (out_dir / "journal" / "events.jsonl").read_bytes() == journal
+    assert heidi("verify", "--out-dir", str(out_dir), env=env).returncode == 0
+
+
+def test_run_fails_with_the_stage_error(out_dir):
+    env = cli_env(HEIDI_STAGE_CMD_GENERATE=f"{sys.executable} -c 'raise SystemExit(3)'")
+    result = heidi("run", "--out-dir", str(out_dir), env=env)
+    assert result.returncode == 1
+    assert "failed: exit code 3" in result.stderr
+
+
+def test_bad_commands_and_options_list_the_valid_ones(out_dir):
+    env = cli_env()
+    result = heidi("launch", env=env)
+    assert result.returncode == 2 and "choose from 'run', 'status'" in result.stderr
+    result = heidi("run", "--mode", "fast", env=env)
+    assert result.returncode == 2 and "choose from 'full', 'collect'" in result.stderr
+    result = heidi("events", "--follow", "--limit", "3", env=env)
+    assert result.returncode == 2 and "--follow: not allowed with --limit" in result.stderr
+    result = heidi("export", "--format", "csv", "-o", "x", env=env)
+    assert result.returncode == 2 and "choose from 'jsonl', 'parquet', 'hf'" in result.stderr
+    result = heidi("status", "--out-dir", str(out_dir / "missing"), env=env)
+    assert result.returncode == 1 and "no run in" in result.stderr
+
+
+def test_control_files_steer_a_cli_run(out_dir):
+    env = cli_env(PIPELINE_MODE="collect")
+    run = spawn("run", "--out-dir", str(out_dir), env=env)
+    try:
+        wait_until(lambda: waiting(out_dir, 1))
+        result = heidi("train-now", "--out-dir", str(out_dir), env=env)
+        assert result.returncode == 0 and "control" in result.stdout
+        wait_until(lambda: waiting(out_dir, 2))
+        assert not (out_dir / "control" / "train_now").exists()  # consumed
+        assert heidi("pause", "--out-dir", str(out_dir), env=env).returncode == 0
+        wait_until(lambda: state_of(out_dir)["paused"])
+        assert heidi("resume", "--out-dir", str(out_dir), env=env).returncode == 0
+        wait_until(lambda: not state_of(out_dir)["paused"])
+        assert heidi("stop", "--out-dir", str(out_dir), env=env).returncode == 0
+        assert run.wait(30) == 0
+    finally:
+        if run.poll() is None:
+            run.kill()
+        run.communicate()
+    status = json.loads(heidi("status", "--json", "--out-dir", str(out_dir), env=env).stdout)
+    assert status == state_of(out_dir)
+    events = heidi("events", "--json", "--out-dir", str(out_dir), env=env).stdout.splitlines()
+    kinds = [json.loads(line)["event_type"] for line in events]
+    assert "train_now_trigger" in kinds and "paused" in kinds and kinds[-1] == "pipeline_stop"
+
+
+@pytest.mark.slow
+def test_sigint_cancels_the_stage_and_exits_0(out_dir):
+    run = spawn("run", "--out-dir", str(out_dir), env=cli_env(FAKE_STAGE_SLEEP_GENERATE="60"))
+    try:
+        wait_until(lambda: (out_dir / "state" / "run_state.json").exists()
+                   and state_of(out_dir)["state"] == "COLLECTING")
+        time.sleep(0.5)
+        run.send_signal(signal.SIGINT)
+        assert run.wait(15) == 0
+    finally:
+        if run.poll() is None:
+            run.kill()
+        run.communicate()
+    events = [json.loads(line) for line in (out_dir / "journal" / "events.jsonl").read_text().splitlines()]
+    assert [e["message"] for e in events if e["event_type"] == "stage_end"] == ["cancelled: stop requested"]
+    assert state_of(out_dir)["state"] == "IDLE"
+
+
+@pytest.mark.daemon
+def test_commands_talk_to_a_running_server(out_dir):
+    env = cli_env(PIPELINE_MODE="collect", HEIDI_MOCK_SUBPROCESSES="1")
+    server = ServerProcess("python", out_dir, env=env)
+    try:
+        wait_until(lambda: waiting(out_dir, 1))
+        status = heidi("status", "--out-dir", str(out_dir), env=env)
+        assert status.returncode == 0 and "heidi serve pid" in status.stdout
+        assert heidi("pause", "--out-dir", str(out_dir), env=env).returncode == 0
+        again = heidi("pause", "--out-dir", str(out_dir), env=env)
+        assert again.returncode == 1 and "cannot pause" in again.stderr
+        url = heidi("dashboard", "--print", "--out-dir", str(out_dir), env=env).stdout.strip()
+        assert url == f"{server.base_url}/#token={server.token}"
+        refused = heidi("run", "--out-dir", str(out_dir), env=env)
+        assert refused.returncode == 1 and "is running" in refused.stderr
+        events = heidi("events", "--out-dir", str(out_dir), "--limit", "2", env=env)
+        assert len(events.stdout.splitlines()) == 2
+    finally:
+        assert server.stop() == 0
+    assert "(no server running)" in heidi("status", "--out-dir", str(out_dir), env=env).stdout
+
+
+def test_verify_reports_the_first_bad_line(out_dir):
+    env = cli_env(HEIDI_MOCK_SUBPROCESSES="1")
+    assert heidi("run", "--out-dir", str(out_dir), env=env).returncode == 0
+    journal = out_dir / "journal" / "events.jsonl"
+    lines = journal.read_text().splitlines(keepends=True)
+    lines[2] = lines[2].replace('"info"', '"warn"', 1)
+    journal.write_text("".join(lines))
+    result = heidi("verify", "--out-dir", str(out_dir), env=env)
+    assert result.returncode == 1 and "line 4" in result.stdout
+
+
+def test_export_jsonl_parquet_and_hf(out_dir, tmp_path):
+    import pyarrow.parquet as pq
+
+    env = cli_env()
+    assert heidi("run", "--out-dir", str(out_dir), env=env).returncode == 0
+    for fmt in ("jsonl", "parquet", "hf"):
+        target = tmp_path / fmt
+        result = heidi("export", "--out-dir", str(out_dir), "--format", fmt, "-o", str(target), env=env)
+        assert result.returncode == 0, result.stderr
+    train = [json.loads(line) for line in (tmp_path / "jsonl" / "train.jsonl").read_text().splitlines()]
+    assert len(train) == 6 and {row["round"] for row in train} == {1, 2}  # 3 per round
+    assert pq.read_table(tmp_path / "parquet" / "validation.parquet").num_rows == 2
+    assert pq.read_table(tmp_path / "hf" / "data" / "train-00000-of-00001.parquet").num_rows == 6
+    assert "split: validation" in (tmp_path / "hf" / "README.md").read_text()
+    tested = heidi("export", "--out-dir", str(out_dir), "--source", "tested", "--rounds", "2",
+                   "-o", str(tmp_path / "tested"), env=env)
+    assert tested.returncode == 0
+    assert len((tmp_path / "tested" / "train.jsonl").read_text().splitlines()) == 4
+    empty = heidi("export", "--out-dir", str(tmp_path / "none"), "-o", str(tmp_path / "e"), env=env)
+    assert empty.returncode == 1 and "nothing to export" in empty.stderr
+
+
+def test_doctor_reports_backends_and_libraries():
+    result = heidi("doctor", "--json", env=cli_env())
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["backend"] == "python"
+    assert set(report["packages"]) >= {"torch", "transformers", "peft", "bitsandbytes"}
+    assert "isolation" in report["sandbox"] or "error" in report["sandbox"]
+    assert heidi("doctor", env=cli_env()).returncode == 0
