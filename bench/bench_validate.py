@@ -3,8 +3,9 @@
 The corpus: procedural tasks answered with their reference solutions, in the sample
 schema, with ~1% carrying a secret, ~5% exact and ~5% near duplicates. Baseline,
 measured in the same run: a straightforward implementation of the same checks (every
-secret regex over every field, line-by-line normalisation, SHA-256, datasketch
-``MinHash.update`` per shingle, a new ``MinHash`` per query).
+secret regex over every field, line-by-line normalisation, SHA-256, regex tokens,
+datasketch ``MinHash.update`` per shingle and ``MinHashLSH``, exact Jaccard of Python
+sets on the candidates, the same procedural-identity rule).
 """
 
 from __future__ import annotations
@@ -19,11 +20,20 @@ from datasketch import MinHash, MinHashLSH
 
 from heidi_engine.tasks import procedural
 from heidi_engine.validation import secrets as secret_rules
-from heidi_engine.validation.neardup import NUM_PERM, SHINGLE_SIZE, THRESHOLD, tokenize
-from heidi_engine.validation.pipeline import DedupState, Validator, schema_problem
+from heidi_engine.validation.neardup import SHINGLE_SIZE, THRESHOLD, tokenize
+from heidi_engine.validation.pipeline import (
+    MAX_CHARS,
+    DedupState,
+    Validator,
+    neardup_text,
+    schema_problem,
+    task_identity,
+)
 
 N_SAMPLES = 3000
 N_BASELINE = 300
+REPEATS = 2
+NUM_PERM = 128
 FAKE_KEY = "AKIA" + "Q7RZ2M4X6W3V5T7Y"
 
 
@@ -57,7 +67,8 @@ class StraightforwardValidator:
 
     def __init__(self) -> None:
         self.seen: set[str] = set()
-        self.lsh = MinHashLSH(threshold=THRESHOLD, num_perm=NUM_PERM)
+        self.lsh = MinHashLSH(threshold=0.4, num_perm=NUM_PERM)
+        self.accepted: dict[int, tuple[set[str], str | None]] = {}
         self.assignment = re.compile(
             r"[\w.\-]*(?:password|passwd|pwd|secret|token|api_?key|access_?key|auth)[\w.\-]*"
             r"\s*[=:]\s*['\"]([^'\"\n]{8,})['\"]", re.I)
@@ -93,38 +104,50 @@ class StraightforwardValidator:
         problem = schema_problem(sample)
         if problem:
             return problem[0]
+        if any(len(sample[name]) > limit for name, limit in MAX_CHARS.items()):
+            return "too_long"
         for name in ("prompt", "completion", "test"):
             sample[name] = self.normalize(sample[name])
-        digest = hashlib.sha256((sample["instruction"] + "\0" + sample["completion"]).encode()).hexdigest()
+        text = sample["instruction"] + "\0" + sample["completion"]
+        digest = hashlib.sha256(text.encode()).hexdigest()
         if digest in self.seen:
             return "duplicate"
-        tokens = tokenize(sample["prompt"] + "\n" + sample["completion"])
+        tokens = ["\x02"] * (SHINGLE_SIZE - 1) + tokenize(neardup_text(sample))
+        shingles = {" ".join(tokens[i:i + SHINGLE_SIZE])
+                    for i in range(len(tokens) - SHINGLE_SIZE + 1)}
         minhash = MinHash(num_perm=NUM_PERM)
-        for i in range(max(len(tokens) - SHINGLE_SIZE + 1, 1)):
-            minhash.update(" ".join(tokens[i:i + SHINGLE_SIZE]).encode())
-        if any(minhash.jaccard(self.minhashes[k]) >= THRESHOLD for k in self.lsh.query(minhash)):
-            return "near_duplicate"
+        for shingle in shingles:
+            minhash.update(shingle.encode())
+        identity = task_identity(sample)
+        for other in self.lsh.query(minhash):
+            other_shingles, other_identity = self.accepted[other]
+            if identity is not None and other_identity is not None and other_identity != identity:
+                continue
+            if len(shingles & other_shingles) / len(shingles | other_shingles) >= THRESHOLD:
+                return "near_duplicate"
         self.seen.add(digest)
-        self.minhashes[key] = minhash
+        self.accepted[key] = (shingles, identity)
         self.lsh.insert(key, minhash)
         return None
 
-    minhashes: dict = {}
 
 
 def run(report) -> None:
     lines = corpus(N_SAMPLES)
     size_mb = sum(len(line.encode()) for line in lines) / 1e6
-    validator = Validator(DedupState())
-    started = time.process_time()
-    reasons = [validator.check_line(line)[1] for line in lines]
-    ours = size_mb / (time.process_time() - started)
     baseline_lines = lines[:N_BASELINE]
-    baseline = StraightforwardValidator()
-    baseline.minhashes = {}
-    started = time.process_time()
-    baseline_reasons = [baseline.check_line(i, line) for i, line in enumerate(baseline_lines)]
-    theirs = sum(len(line.encode()) for line in baseline_lines) / 1e6 / (time.process_time() - started)
+    baseline_mb = sum(len(line.encode()) for line in baseline_lines) / 1e6
+    # Best of REPEATS for both (fresh state each time): the machine is shared and busy.
+    ours = theirs = 0.0
+    for _ in range(REPEATS):
+        validator = Validator(DedupState())
+        started = time.process_time()
+        reasons = [reason for _, reason in validator.check_lines(lines)]
+        ours = max(ours, size_mb / (time.process_time() - started))
+        baseline = StraightforwardValidator()
+        started = time.process_time()
+        baseline_reasons = [baseline.check_line(i, line) for i, line in enumerate(baseline_lines)]
+        theirs = max(theirs, baseline_mb / (time.process_time() - started))
     agree = sum(a == b for a, b in zip(reasons[:N_BASELINE], baseline_reasons)) / N_BASELINE
     print(f"  corpus {len(lines)} samples, {size_mb:.1f} MB; rejected "
           f"{sum(r is not None for r in reasons)}; verdicts agree with baseline on {agree:.0%}")

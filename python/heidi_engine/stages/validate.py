@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from ..io import write_jsonl_atomic
 from ..telemetry import progress
-from ..validation.pipeline import Validator, load_state, save_state
+from ..validation.pipeline import BATCH_SIZE, Validator, load_state, save_state
 from .common import parse_args, write_split
 
 PROGRESS_INTERVAL_S = 1.0
@@ -31,12 +31,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     with open(paths.raw, encoding="utf-8") as fh:
         lines = [line for line in fh if line.strip()]
     last_report = time.monotonic()
-    for number, line in enumerate(lines, 1):
-        record, reason = validator.check_line(line)
-        (clean if reason is None else rejected).append(record)
+    for start in range(0, len(lines), BATCH_SIZE):
+        for record, reason in validator.check_lines(lines[start:start + BATCH_SIZE]):
+            (clean if reason is None else rejected).append(record)
         if time.monotonic() - last_report >= PROGRESS_INTERVAL_S:
             last_report = time.monotonic()
-            progress(f"validated {number}/{len(lines)}: clean {len(clean)}, "
+            progress(f"validated {len(clean) + len(rejected)}/{len(lines)}: clean {len(clean)}, "
                      f"rejected {len(rejected)}")
     write_jsonl_atomic(paths.clean, clean)
     write_jsonl_atomic(paths.rejected, rejected)

@@ -52,14 +52,23 @@ def normalize_text(text: str, applied: set[str]) -> str:
     return text
 
 
-def normalize_sample(sample: dict) -> dict:
-    """A copy of a schema-valid sample with normalised text and the fixes recorded."""
+# Every fix needs one of these in the text (trailing whitespace: before a newline).
+_FIX_MARKERS = ("\x00", "\r", "\t", " \n", "\f\n", "\v\n")
+
+
+def normalize_sample(sample: dict, containing: str | None = None) -> dict:
+    """A copy of a schema-valid sample with normalised text and the fixes recorded.
+
+    ``containing``: a text that contains every text field (e.g. all of them joined with
+    newlines); when no fix marker occurs in it, the fields are taken as they are.
+    """
     applied: set[str] = set()
     out = dict(sample)
-    for name in CODE_FIELDS:
-        out[name] = normalize_code(sample[name], applied)
-    for name in TEXT_FIELDS:
-        out[name] = normalize_text(sample[name], applied)
+    if containing is None or any(marker in containing for marker in _FIX_MARKERS):
+        for name in CODE_FIELDS:
+            out[name] = normalize_code(sample[name], applied)
+        for name in TEXT_FIELDS:
+            out[name] = normalize_text(sample[name], applied)
     metadata = dict(sample["metadata"])
     metadata["normalized"] = sorted(applied)
     out["metadata"] = metadata

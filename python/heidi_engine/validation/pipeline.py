@@ -6,6 +6,19 @@ limits (``too_long``), normalisation, exact dedup (``duplicate``), near-duplicat
 removal (``near_duplicate``). Length limits run before the dedup steps so oversized
 samples never reach the expensive ones.
 
+Lines are checked in batches: the per-sample checks run first, then the near-duplicate
+sketches of the batch's surviving samples are computed together (numpy), then the dedup
+decisions are taken in line order, so a sample is compared with every accepted sample
+before it, in this batch or earlier.
+
+Near-duplicate text: the sample's task and answer, ``prompt`` (or ``instruction`` when
+there is no prompt code: otherwise the instruction only restates the prompt) +
+``completion`` + ``test``. Tests carry the expected values that tell tasks of one family
+apart. Procedural task ids are the generator's parameter choices, so two samples of
+different procedural tasks are distinct by construction and never near duplicates of
+each other (their texts can be closer than a 10%-edited copy: a family's tasks share
+their template and differ in a constant or a name).
+
 Dedup state (exact hashes + the MinHash-LSH index) is persisted per round as
 ``state/validate_index_round_N.pkl`` and holds only accepted samples of rounds <= N.
 Round N starts from the newest snapshot of an earlier round and catches up from the
@@ -24,16 +37,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..io import iter_jsonl, write_bytes_atomic
-from .neardup import NearDupIndex
+from ..tasks.procedural import is_procedural_id
+from .neardup import NearDupIndex, sketch_texts
 from .normalize import normalize_sample
-from .secrets import find_secrets, mask_secrets
+from .secrets import (
+    SecretFinding,
+    find_secrets_many,
+    mask_secrets,
+    mask_secrets_many,
+)
 
 STRING_FIELDS = ("id", "task_id", "task_source", "instruction", "prompt", "completion",
                  "test", "entry_point", "teacher")
 REQUIRED_FIELDS = STRING_FIELDS + ("round", "metadata")
 MAX_CHARS = {"instruction": 8_000, "prompt": 16_000, "completion": 16_000, "test": 32_000}
 REJECT_REASONS = ("secret", "schema", "no_tests", "too_long", "duplicate", "near_duplicate")
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2
+BATCH_SIZE = 256
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _DEFINES_CHECK = re.compile(r"^\s*def\s+check\s*\(", re.M)
 
@@ -43,24 +63,35 @@ def _strings(value: object, out: list[str]) -> list[str]:
     if isinstance(value, str):
         out.append(value)
     elif isinstance(value, dict):
+        append = out.append
         for key, item in value.items():
-            out.append(str(key))
-            _strings(item, out)
+            append(key if type(key) is str else str(key))
+            if type(item) is str:  # the common leaf, without a call
+                append(item)
+            elif isinstance(item, (str, dict, list)):
+                _strings(item, out)
     elif isinstance(value, list):
         for item in value:
-            _strings(item, out)
+            if isinstance(item, (str, dict, list)):
+                _strings(item, out)
     return out
 
 
 def mask_value(value: object) -> object:
     """A JSON value with every secret in every string (and key) masked."""
-    if isinstance(value, str):
-        return mask_secrets(value)
-    if isinstance(value, dict):
-        return {mask_secrets(str(k)): mask_value(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [mask_value(v) for v in value]
-    return value
+    # The strings are masked together, then put back in the order _strings lists them.
+    masked = iter(mask_secrets_many(_strings(value, [])))
+
+    def rebuild(item: object) -> object:
+        if isinstance(item, str):
+            return next(masked)
+        if isinstance(item, dict):
+            return {next(masked): rebuild(v) for v in item.values()}  # key, then value
+        if isinstance(item, list):
+            return [rebuild(v) for v in item]
+        return item
+
+    return rebuild(value)
 
 
 def schema_problem(sample: dict) -> tuple[str, str] | None:
@@ -98,7 +129,14 @@ def exact_key(sample: dict) -> bytes:
 
 
 def neardup_text(sample: dict) -> str:
-    return sample["prompt"] + "\n" + sample["completion"]
+    task = sample["prompt"] if sample["prompt"].strip() else sample["instruction"]
+    return task + "\n" + sample["completion"] + "\n" + sample["test"]
+
+
+def task_identity(sample: dict) -> str | None:
+    """The task id when it names a distinct task by construction (procedural), else None."""
+    task_id = sample.get("task_id")
+    return task_id if isinstance(task_id, str) and is_procedural_id(task_id) else None
 
 
 @dataclass
@@ -108,11 +146,16 @@ class DedupState:
     exact: set[bytes] = field(default_factory=set)
     index: NearDupIndex = field(default_factory=NearDupIndex)
 
-    def add(self, key: str, sample: dict, signature=None) -> None:
-        self.exact.add(exact_key(sample))
-        if signature is None:
-            signature = self.index.signature(neardup_text(sample))
-        self.index.add(key, signature)
+    def add_all(self, samples: list[dict]) -> None:
+        """Index accepted samples (e.g. an earlier round's clean file)."""
+        for start in range(0, len(samples), BATCH_SIZE):
+            batch = samples[start:start + BATCH_SIZE]
+            screen = self.index.screen(sketch_texts([neardup_text(s) for s in batch]),
+                                       [task_identity(s) for s in batch])
+            for row, sample in enumerate(batch):
+                self.exact.add(exact_key(sample))
+                screen.add(row, sample_key(sample))
+            screen.commit()
 
 
 def _snapshot_path(state_dir: Path, round: int) -> Path:
@@ -147,8 +190,7 @@ def load_state(state_dir: Path, data_dir: Path, round: int) -> DedupState:
     for earlier in range(start, round):
         clean = data_dir / f"clean_round_{earlier}.jsonl"
         if clean.exists():
-            for sample in iter_jsonl(clean):
-                state.add(sample_key(sample), sample)
+            state.add_all(list(iter_jsonl(clean)))
     return state
 
 
@@ -164,27 +206,45 @@ def save_state(state_dir: Path, round: int, state: DedupState) -> None:
 
 
 class Validator:
-    """Applies the checks to one sample at a time, updating the dedup state."""
+    """Applies the checks to samples in line order, updating the dedup state."""
 
     def __init__(self, state: DedupState) -> None:
         self.state = state
         self.rejected = Counter()
 
-    def check_line(self, line: str) -> tuple[dict, str | None]:
-        """(record, reject_reason) for one raw JSONL line; reason None = clean."""
-        try:
-            sample = json.loads(line)
-        except json.JSONDecodeError:
-            sample = None
-        if not isinstance(sample, dict):
-            masked = mask_secrets(line.rstrip("\n"))
-            reason = "secret" if masked != line.rstrip("\n") else "schema"
-            return self._reject({"raw": masked[:2000]}, reason, "line is not a JSON object")
-        return self.check(sample)
+    def check_lines(self, lines: list[str]) -> list[tuple[dict, str | None]]:
+        """(record, reject_reason) for each raw JSONL line, in order; reason None = clean."""
+        results: list[tuple[dict, str | None]] = []
+        for start in range(0, len(lines), BATCH_SIZE):
+            results.extend(self._check_batch(lines[start:start + BATCH_SIZE]))
+        return results
 
-    def check(self, sample: dict) -> tuple[dict, str | None]:
+    def _check_batch(self, lines: list[str]) -> list[tuple[dict, str | None]]:
+        samples: list[dict | None] = []
+        for line in lines:
+            try:
+                sample = json.loads(line)
+            except json.JSONDecodeError:
+                sample = None
+            samples.append(sample if isinstance(sample, dict) else None)
         # Secrets first, over every string of the sample, whatever its shape.
-        findings = find_secrets("\n\n".join(_strings(sample, [])))
+        texts = ["\n\n".join(_strings(sample, [])) for sample in samples if sample is not None]
+        findings = iter(zip(texts, find_secrets_many(texts)))
+        checked = []
+        for line, sample in zip(lines, samples):
+            if sample is None:
+                masked = mask_secrets(line.rstrip("\n"))
+                reason = "secret" if masked != line.rstrip("\n") else "schema"
+                checked.append(self._reject({"raw": masked[:2000]}, reason,
+                                            "line is not a JSON object"))
+            else:
+                checked.append(self._check_sample(sample, *next(findings)))
+        return self._decide(checked)
+
+    def _check_sample(self, sample: dict, text: str,
+                      findings: list[SecretFinding]) -> tuple[dict, str | None]:
+        """The checks before dedup (``text``: all the sample's strings, joined): a rejected
+        record, or the normalised sample and None."""
         if findings:
             record = mask_value(sample)
             record["secret_kinds"] = sorted({f.kind for f in findings})
@@ -195,17 +255,31 @@ class Validator:
         for name, limit in MAX_CHARS.items():
             if len(sample[name]) > limit:
                 return self._reject(dict(sample), "too_long", f"{name} longer than {limit} chars")
-        clean = normalize_sample(sample)
-        if exact_key(clean) in self.state.exact:
-            return self._reject(clean, "duplicate", None)
-        signature = self.state.index.signature(neardup_text(clean))
-        match = self.state.index.find(signature)
-        if match is not None:
-            record = dict(clean)
-            record["duplicate_of"] = match[0]
-            return self._reject(record, "near_duplicate", f"similarity {match[1]:.2f}")
-        self.state.add(sample_key(clean), clean, signature)
-        return clean, None
+        return normalize_sample(sample, containing=text), None
+
+    def _decide(self, checked: list[tuple[dict, str | None]]) -> list[tuple[dict, str | None]]:
+        """Exact and near-duplicate decisions, in order, for samples that passed so far."""
+        pending = [i for i, (_, reason) in enumerate(checked) if reason is None]
+        samples = [checked[i][0] for i in pending]
+        state = self.state
+        screen = state.index.screen(sketch_texts([neardup_text(s) for s in samples]),
+                                    [task_identity(s) for s in samples])
+        results = list(checked)
+        for row, (i, clean) in enumerate(zip(pending, samples)):
+            exact = exact_key(clean)
+            if exact in state.exact:
+                results[i] = self._reject(clean, "duplicate", None)
+                continue
+            match = screen.find(row)
+            if match is not None:
+                record = dict(clean)
+                record["duplicate_of"] = match[0]
+                results[i] = self._reject(record, "near_duplicate", f"similarity {match[1]:.2f}")
+                continue
+            state.exact.add(exact)
+            screen.add(row, sample_key(clean))
+        screen.commit()
+        return results
 
     def _reject(self, record: dict, reason: str, detail: str | None) -> tuple[dict, str]:
         self.rejected[reason] += 1
