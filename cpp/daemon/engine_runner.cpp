@@ -35,7 +35,6 @@ void EngineRunner::wake() {
 }
 
 void EngineRunner::loop() {
-    unblock_shutdown_signals();
     try {
         for (;;) {
             {

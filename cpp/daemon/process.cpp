@@ -75,10 +75,10 @@ SignalPipe::SignalPipe() {
     ::sigaction(SIGINT, &action, nullptr);
     ::sigaction(SIGTERM, &action, nullptr);
     ::signal(SIGPIPE, SIG_IGN);
-    // Blocked here, so every thread started later (HTTP workers) inherits the block and
-    // the handler runs only where the signals are let through: in wait() (ppoll) and in
-    // the engine thread (see unblock_shutdown_signals). That keeps delivery prompt and
-    // predictable, also under ThreadSanitizer, which defers handlers to safe points.
+    // Blocked here, so every thread started later (engine, HTTP workers) inherits the
+    // block and the handler runs only where the signals are let through: in wait()
+    // (ppoll). That keeps delivery prompt and predictable, also under ThreadSanitizer,
+    // which defers handlers to safe points. Stages start with an empty mask (runner).
     sigset_t mask;
     sigemptyset(&mask);
     sigaddset(&mask, SIGINT);
@@ -99,7 +99,12 @@ int SignalPipe::wait() {
         int rc = ::ppoll(&pfd, 1, nullptr, &wait_mask_);
         if (rc < 0 && errno == EINTR) continue;
         unsigned char byte = 0;
-        if (::read(read_fd_, &byte, 1) == 1) return byte;
+        if (::read(read_fd_, &byte, 1) == 1) {
+            // Shutdown begins on this thread: let a second SIGINT reach the handler
+            // here, so it can exit at once while the stage is being stopped.
+            ::pthread_sigmask(SIG_SETMASK, &wait_mask_, nullptr);
+            return byte;
+        }
     }
 }
 
@@ -172,14 +177,6 @@ void Daemonizer::report_failure(const std::string& message) {
     write_fully(fd_, message);
     ::close(fd_);
     fd_ = -1;
-}
-
-void unblock_shutdown_signals() {
-    sigset_t mask;
-    sigemptyset(&mask);
-    sigaddset(&mask, SIGINT);
-    sigaddset(&mask, SIGTERM);
-    ::pthread_sigmask(SIG_UNBLOCK, &mask, nullptr);
 }
 
 std::string random_token() {

@@ -17,17 +17,14 @@ public:
     ~SignalPipe();
     SignalPipe(const SignalPipe&) = delete;
     SignalPipe& operator=(const SignalPipe&) = delete;
-    // Blocks until SIGINT or SIGTERM arrives; returns the signal number.
+    // Blocks until SIGINT or SIGTERM arrives; returns the signal number. From then on
+    // the calling thread takes further signals (a second SIGINT exits at once).
     int wait();
 
 private:
     int read_fd_ = -1;
     sigset_t wait_mask_{};
 };
-
-// For the engine thread: stage processes inherit its signal mask, so SIGINT/SIGTERM
-// must not be blocked there (SignalPipe blocks them for the threads started after it).
-void unblock_shutdown_signals();
 
 // Holds OUT_DIR's pid file for the daemon's life: refuses to start when the file names a
 // live process, removes the file on destruction (only if it still names this process).

@@ -153,7 +153,11 @@ int child_main(void* arg) {
     // Descriptors the runner did not mark close-on-exec must not leak into stages.
     ::syscall(SYS_close_range, 3U, ~0U, 0U);
     if (plan->cwd && ::chdir(plan->cwd) != 0) child_fail(plan, true);
-    ::sigprocmask(SIG_SETMASK, &plan->parent_mask, nullptr);
+    // A stage starts with no signal blocked, whatever mask the spawning thread had
+    // (the daemon blocks SIGTERM/SIGINT outside its main thread): it must die on SIGTERM.
+    sigset_t none;
+    ::sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
     ::execve(plan->path, plan->argv, plan->envp);
     child_fail(plan, false);
 }

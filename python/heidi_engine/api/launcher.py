@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import sysconfig
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -20,7 +21,7 @@ SERVER_KINDS = ("heidid", "python")
 
 
 def find_heidid() -> str | None:
-    """$HEIDID, else the heidid built beside the importable heidi_cpp, else heidid on PATH."""
+    """$HEIDID, else heidid beside heidi_cpp, in the scripts directory, or on PATH."""
     explicit = os.environ.get("HEIDID")
     if explicit:
         return explicit
@@ -32,6 +33,10 @@ def find_heidid() -> str | None:
             return str(beside)
     except ImportError:
         pass
+    # pip installs heidid into the environment's scripts directory, which need not be on PATH.
+    installed = Path(sysconfig.get_path("scripts")) / "heidid"
+    if installed.is_file() and os.access(installed, os.X_OK):
+        return str(installed)
     return shutil.which("heidid")
 
 
