@@ -19,11 +19,14 @@
 #include "heidi/clock.hpp"
 #include "heidi/core_stages.hpp"
 #include "heidi/errors.hpp"
+#include "heidi/faults.hpp"
 #include "heidi/fsutil.hpp"
 #include "heidi/journal.hpp"
 #include "heidi/json.hpp"
+#include "heidi/runlock.hpp"
 #include "heidi/status.hpp"
 #include "heidi/subprocess.hpp"
+#include "journal_scan.hpp"
 
 extern char** environ;
 
@@ -86,6 +89,34 @@ std::optional<std::string> first_journal_run_id(const std::string& journal_path)
     return it->get<std::string>();
 }
 
+bool is_head(const json::Value& head) {
+    return head.is_object() && head.contains("seq") && is_int64_any(head["seq"]) &&
+           !(head["seq"].is_number_integer() && !head["seq"].is_number_unsigned() &&
+             head["seq"].get<std::int64_t>() < 0) &&
+           head.contains("hash") && head["hash"].is_string();
+}
+
+// The last_error of an I/O failure (the same text in both backends).
+std::string io_error_text(const OsError& error) {
+    std::string text = std::strerror(error.error_code());
+    return "io error: " + (error.filename().empty() ? text : error.filename() + ": " + text);
+}
+std::string io_error_text(const JournalError& error) {
+    return std::string("io error: ") + error.what();
+}
+
+// Runs body; an I/O failure of the run directory goes to on_error(cause text).
+template <typename Body, typename OnError>
+auto guard_io(Body&& body, OnError&& on_error) {
+    try {
+        return body();
+    } catch (const OsError& error) {
+        return on_error(io_error_text(error));
+    } catch (const JournalError& error) {
+        return on_error(io_error_text(error));
+    }
+}
+
 }  // namespace
 
 struct Core::Impl {
@@ -96,6 +127,7 @@ struct Core::Impl {
     std::string state_path;
     std::map<std::string, std::vector<std::string>, std::less<>> stage_argv;
     std::string run_id;
+    std::unique_ptr<RunLock> run_lock;  // before journal: released after it closes
 
     mutable std::mutex mu;        // guards the fields below and the journal
     std::mutex tick_mu;           // one tick at a time
@@ -128,6 +160,17 @@ struct Core::Impl {
     std::string choose_run_id(const std::optional<json::Value>& saved,
                               const std::string& journal_path) const;
     void restore(const json::Value& saved);
+    std::vector<json::Value> verified_events_after_head(const std::string& journal_path,
+                                                        const std::optional<json::Value>& saved) const;
+    [[noreturn]] void refuse_resume(const std::string& journal_path, std::int64_t line,
+                                    const std::string& reason) const;
+    void replay(const std::vector<json::Value>& events);
+    void enter_io_error(const std::string& cause, std::optional<std::string> failed_stage = {});
+    // A call's journal and state writes; an I/O failure puts the Core in ERROR (mu held).
+    template <typename Body>
+    void guard_calls(Body&& body) {
+        guard_io(body, [this](const std::string& cause) { enter_io_error(cause); });
+    }
 
     // ----- status -----
     std::string display_state() const { return paused ? std::string(kPaused) : state; }
@@ -182,12 +225,17 @@ Core::Impl::Impl(Config cfg) : config(std::move(cfg)) {
     for (auto stage_name : kStages) stage_argv.emplace(std::string(stage_name), stage_base_argv(stage_name));
 
     fsutil::make_dirs(out_dir);
-    remove_temp_files(out_dir);
+    faults::load_from_env();
+    run_lock = std::make_unique<RunLock>(out_dir);
+    // Check what OUT_DIR holds (changing nothing), then clean up and continue it.
     state_path = out_dir + "/state/run_state.json";
     std::string journal_path = out_dir + "/journal/events.jsonl";
     auto saved = load_saved_state();
     run_id = choose_run_id(saved, journal_path);
+    auto trailing = verified_events_after_head(journal_path, saved);
+    remove_temp_files(out_dir);
     if (saved) restore(*saved);
+    replay(trailing);
     journal = std::make_unique<JournalWriter>(journal_path, run_id, config.fsync, clock);
     status_writer = std::make_unique<StatusWriter>(state_path, config.fsync);
     std::lock_guard lock(mu);
@@ -216,8 +264,9 @@ std::optional<json::Value> Core::Impl::load_saved_state() const {
     auto valid = [&]() {
         if (!saved.is_object()) return false;
         for (const char* key : {"schema", "run_id", "mode", "state", "stage", "current_round",
-                                "counts", "last_completed", "last_error"})
+                                "counts", "last_completed", "last_error", "journal_head"})
             if (!saved.contains(key)) return false;
+        if (!is_head(saved["journal_head"])) return false;
         if (saved["schema"] != kSchema || !saved["run_id"].is_string()) return false;
         if (saved["mode"] != "full" && saved["mode"] != "collect") return false;
         if (!is_int64_any(saved["current_round"]) || !saved["counts"].is_object()) return false;
@@ -270,6 +319,103 @@ void Core::Impl::restore(const json::Value& saved) {
     }
 }
 
+std::vector<json::Value> Core::Impl::verified_events_after_head(
+    const std::string& journal_path, const std::optional<json::Value>& saved) const {
+    // Only complete lines count (a torn last line is the journal writer's to recover).
+    std::int64_t head_seq = 0;
+    std::string head_hash;
+    std::string saved_run_id;
+    if (saved) {
+        const auto& head = (*saved)["journal_head"];
+        head_seq = head["seq"].get<std::int64_t>();
+        head_hash = head["hash"].get<std::string>();
+        saved_run_id = (*saved)["run_id"].get<std::string>();
+    }
+    if (!fsutil::exists(journal_path)) {
+        if (head_seq > 0) refuse_resume(journal_path, 1, "journal missing");
+        return {};
+    }
+    std::string data = fsutil::read_file(journal_path);
+    auto last_newline = data.rfind('\n');
+    data.resize(last_newline == std::string::npos ? 0 : last_newline + 1);
+    ChainScan scan = scan_chain(data, saved ? &saved_run_id : nullptr, head_seq);
+    if (scan.bad_line) refuse_resume(journal_path, scan.bad_line, scan.reason);
+    if (head_seq > scan.lines)
+        refuse_resume(journal_path, scan.lines + 1,
+                      "journal ends at seq " + std::to_string(scan.lines) + " before state head seq " +
+                          std::to_string(head_seq));
+    if (head_seq > 0 && scan.wanted_hash != head_hash)
+        refuse_resume(journal_path, head_seq,
+                      "line " + std::to_string(head_seq) + ": hash differs from state head");
+    std::vector<json::Value> events;
+    std::size_t start = 0;
+    for (std::int64_t number = 1; start < data.size(); ++number) {
+        std::size_t end = data.find('\n', start);
+        if (number > head_seq) events.push_back(json::Value::parse(data.substr(start, end - start)));
+        start = end + 1;
+    }
+    return events;
+}
+
+void Core::Impl::refuse_resume(const std::string& journal_path, std::int64_t line,
+                               const std::string& reason) const {
+    throw JournalError("cannot resume " + out_dir + ": journal " + journal_path +
+                       " fails verification at line " + std::to_string(line) + " (" + reason +
+                       "); nothing was changed");
+}
+
+void Core::Impl::replay(const std::vector<json::Value>& events) {
+    // Bring the restored progress up to journal lines the state file never saw: a crash
+    // can land between a journal append and the state write that follows.
+    std::optional<std::string> unfinished;  // the stage of a stage_start without a good end
+    auto to_idle = [this] {
+        set_idle();
+        last_error.reset();
+    };
+    for (const auto& event : events) {
+        const std::string kind = event["event_type"].get<std::string>();
+        const std::string event_stage = event["stage"].get<std::string>();
+        if (kind == "pipeline_start") {
+            std::string message = event["message"].get<std::string>();
+            std::string first = message.substr(0, message.find(' '));
+            if (first == "mode=full" || first == "mode=collect") mode = first.substr(5);
+            round = 0;
+            for (auto& entry : counts) entry.second = 0;
+            to_idle();
+        } else if (kind == "pipeline_resume") {
+            to_idle();
+        } else if (kind == "round_start") {
+            round = event["round"].get<std::int64_t>();
+            for (auto& entry : counts) entry.second = 0;
+        } else if (kind == "stage_start") {
+            unfinished = event_stage;
+        } else if (kind == "stage_end" && event["level"] == "info") {
+            unfinished.reset();
+            round = event["round"].get<std::int64_t>();
+            last_completed.emplace(round, event_stage);
+            for (const auto& [key, value] : event["counters_delta"].items())
+                for (auto& entry : counts)
+                    if (entry.first == key) entry.second = value.get<std::int64_t>();
+        } else if (kind == "pipeline_error") {
+            state = kError;
+            stage = unfinished;
+            last_error = event["message"].get<std::string>();
+        }
+    }
+}
+
+void Core::Impl::enter_io_error(const std::string& cause, std::optional<std::string> failed_stage) {
+    // Journaling and saving the ERROR are best effort: the failing disk may refuse them too,
+    // and every file is still valid as it stands (mu held).
+    state = kError;
+    stage = std::move(failed_stage);
+    last_error = cause;
+    paused = stop_requested = train_now_pending = false;
+    guard_io([&] { append("pipeline_error", cause, "pipeline", "error"); },
+             [](const std::string&) {});
+    guard_io([&] { write_state(); }, [](const std::string&) {});
+}
+
 bool Core::Impl::waiting() const {
     // IDLE in collect mode with the current round's data ready for train-now.
     if (state != kIdle || mode != "collect" || !last_completed) return false;
@@ -309,9 +455,12 @@ void Core::Impl::write_state() {
     head_json["hash"] = head.hash;
     status["journal_head"] = std::move(head_json);
     std::string encoded = json::dumps(status);
+    {
+        // The snapshot first: if the file write fails, status still tells the truth.
+        std::lock_guard lock(status_mu);
+        status_line = encoded;
+    }
     status_writer->write_encoded(encoded);
-    std::lock_guard lock(status_mu);
-    status_line = std::move(encoded);
 }
 
 void Core::Impl::append(std::string_view event_type, std::string_view message,
@@ -456,6 +605,7 @@ std::vector<std::pair<std::string, std::string>> Core::Impl::stage_env() const {
     merged["OUT_DIR"] = out_dir;
     merged["HEIDI_PYTHON"] = python;
     merged["HEIDI_RUN_ID"] = run_id;
+    merged.erase(faults::kEnv);  // fault points target the runner, not its stages
     return {merged.begin(), merged.end()};
 }
 
@@ -466,14 +616,16 @@ void Core::Impl::on_stage_line(std::string_view stage_name, std::int64_t stage_r
     std::lock_guard lock(mu);
     append(event->event_type, event->message, stage_name, event->level, stage_round,
            event->counters_delta, event->usage_delta, event->artifact_paths);
+    if (faults::armed()) faults::hit("stage_line." + std::string(stage_name), out_dir);
 }
 
 std::optional<std::string> Core::Impl::run_stage_process(
     std::string_view stage_name, std::int64_t stage_round,
     const std::shared_ptr<CancelToken>& token) {
-    // A stale output of an earlier attempt must not pass for this run's (fail-closed).
+    // Outputs of an earlier (failed or interrupted) attempt are discarded: a stale file
+    // must not pass for this run's (fail-closed).
     auto required = required_outputs(stage_name, stage_round, config.run_unit_tests);
-    for (const auto& rel : required) {
+    for (const auto& rel : stage_artifacts(stage_name, stage_round, config.run_unit_tests)) {
         std::string path = out_dir + "/" + rel;
         if (::unlink(path.c_str()) != 0 && errno != ENOENT) throw OsError(errno, path);
     }
@@ -532,6 +684,7 @@ void Core::Impl::finish_stage(std::string_view stage_name, std::int64_t stage_ro
         stage_succeeded(stage_name, stage_round, started);
     }
     write_state();
+    if (faults::armed()) faults::hit("stage_committed." + std::string(stage_name), out_dir);
 }
 
 void Core::Impl::stage_succeeded(std::string_view stage_name, std::int64_t stage_round,
@@ -558,6 +711,7 @@ void Core::Impl::stage_succeeded(std::string_view stage_name, std::int64_t stage
     append("stage_end", "ok in " + std::to_string(elapsed_ms) + " ms", stage_name, "info",
            std::nullopt, counters, {}, artifacts);
     last_completed.emplace(stage_round, std::string(stage_name));
+    if (faults::armed()) faults::hit("stage_ended." + std::string(stage_name), out_dir);
     if (stage_name == "eval") {
         round_evaluated(stage_round);
         return;
@@ -598,11 +752,13 @@ void Core::start(std::string_view mode) {
     if (mode != "full" && mode != "collect")
         throw ConfigError("invalid value for PIPELINE_MODE: " + python_repr(mode) +
                           " (valid: full, collect)");
-    if (!d.last_completed)
-        d.begin_fresh(std::string(mode));
-    else
-        d.begin_resumed(std::string(mode));
-    d.write_state();
+    d.guard_calls([&] {
+        if (!d.last_completed)
+            d.begin_fresh(std::string(mode));
+        else
+            d.begin_resumed(std::string(mode));
+        d.write_state();
+    });
 }
 
 void Core::start() { start(impl_->config.pipeline_mode); }
@@ -622,18 +778,31 @@ std::string Core::tick() {
         stage_name = std::string(*current);
         stage_round = d.round;
         if (stage_name == "train") d.train_now_pending = false;
-        d.append("stage_start", stage_name + " round " + std::to_string(stage_round), stage_name);
-        started = d.clock->monotonic();
-        if (d.config.mock_subprocesses) {
-            d.finish_stage(stage_name, stage_round, started, std::nullopt);
-            return d.display_state();
-        }
+        bool finished = guard_io(
+            [&] {
+                d.append("stage_start", stage_name + " round " + std::to_string(stage_round),
+                         stage_name);
+                if (faults::armed()) faults::hit("stage_started." + stage_name, d.out_dir);
+                started = d.clock->monotonic();
+                if (!d.config.mock_subprocesses) return false;
+                d.finish_stage(stage_name, stage_round, started, std::nullopt);
+                return true;
+            },
+            [&](const std::string& cause) {
+                d.enter_io_error(cause, stage_name);
+                return true;
+            });
+        if (finished) return d.display_state();
         token = std::make_shared<CancelToken>();
         d.cancel = token;
     }
     std::optional<std::string> failure;
     try {
-        failure = d.run_stage_process(stage_name, stage_round, token);
+        // Writing its progress, log or outputs failed: the stage failed (fail-closed).
+        failure = guard_io([&] { return d.run_stage_process(stage_name, stage_round, token); },
+                           [](const std::string& cause) {
+                               return std::optional<std::string>("failed: " + cause);
+                           });
     } catch (...) {
         std::lock_guard lock(d.mu);
         d.cancel.reset();
@@ -643,7 +812,12 @@ std::string Core::tick() {
     // Same lock section as the finish, so a stop() sees the stage either running (and
     // cancels it) or finished (and stops between stages).
     d.cancel.reset();
-    d.finish_stage(stage_name, stage_round, started, failure);
+    guard_io(
+        [&] {
+            if (faults::armed()) faults::hit("stage_exited." + stage_name, d.out_dir);
+            d.finish_stage(stage_name, stage_round, started, failure);
+        },
+        [&](const std::string& cause) { d.enter_io_error(cause, stage_name); });
     return d.display_state();
 }
 
@@ -665,9 +839,17 @@ bool Core::train_now() {
     d.last_refusal.clear();
     d.set_running("train");
     d.train_now_pending = true;
-    d.append("train_now_trigger", "train now round " + std::to_string(d.round));
-    d.write_state();
-    return true;
+    return guard_io(
+        [&] {
+            d.append("train_now_trigger", "train now round " + std::to_string(d.round));
+            d.write_state();
+            return true;
+        },
+        [&](const std::string& cause) {
+            d.enter_io_error(cause);
+            d.last_refusal = cause;
+            return false;
+        });
 }
 
 std::string Core::last_refusal() const {
@@ -680,8 +862,10 @@ void Core::pause() {
     std::lock_guard lock(d.mu);
     d.require("pause");
     d.paused = true;
-    d.append("paused", "paused");
-    d.write_state();
+    d.guard_calls([&] {
+        d.append("paused", "paused");
+        d.write_state();
+    });
 }
 
 void Core::resume() {
@@ -689,24 +873,28 @@ void Core::resume() {
     std::lock_guard lock(d.mu);
     d.require("resume");
     d.paused = false;
-    d.append("resumed", "resumed");
-    d.write_state();
+    d.guard_calls([&] {
+        d.append("resumed", "resumed");
+        d.write_state();
+    });
 }
 
 void Core::stop() {
     auto& d = *impl_;
     std::lock_guard lock(d.mu);
     d.require("stop");
-    if (d.cancel) {
-        if (!d.stop_requested) {
-            d.stop_requested = true;
-            d.cancel->cancel();
-            d.write_state();
+    d.guard_calls([&] {
+        if (d.cancel) {
+            if (!d.stop_requested) {
+                d.stop_requested = true;
+                d.cancel->cancel();
+                d.write_state();
+            }
+            return;
         }
-        return;
-    }
-    d.stopped();
-    d.write_state();
+        d.stopped();
+        d.write_state();
+    });
 }
 
 void Core::reset() {
@@ -715,7 +903,7 @@ void Core::reset() {
     d.require("reset");
     d.set_idle();
     d.clear_flags();
-    d.write_state();
+    d.guard_calls([&] { d.write_state(); });
 }
 
 std::string Core::get_status_json() const {
@@ -737,7 +925,13 @@ void Core::shutdown() {
     std::lock_guard lock(d.mu);
     if (d.closed) return;
     d.closed = true;
-    d.journal->close();
+    try {
+        d.journal->close();
+    } catch (...) {
+        d.run_lock->release();
+        throw;
+    }
+    d.run_lock->release();
 }
 
 void Core::set_event_observer(EventObserver observer) {

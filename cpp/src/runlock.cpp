@@ -1,0 +1,65 @@
+#include "heidi/runlock.hpp"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "heidi/errors.hpp"
+#include "heidi/fsutil.hpp"
+
+namespace heidi {
+namespace {
+
+// The pid the holder wrote into the lock file ("unknown" before it has written it).
+std::string holder_pid(int fd) {
+    char buffer[64];
+    ssize_t got = ::pread(fd, buffer, sizeof buffer, 0);
+    std::string text = got > 0 ? std::string(buffer, static_cast<std::size_t>(got)) : "";
+    while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
+    bool digits = !text.empty();
+    for (char c : text) digits = digits && c >= '0' && c <= '9';
+    return digits ? text : "unknown";
+}
+
+}  // namespace
+
+RunLock::RunLock(const std::string& out_dir) {
+    const std::string dir = out_dir + "/state";
+    const std::string path = dir + "/run.lock";
+    fsutil::make_dirs(dir);
+    int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0) throw OsError(errno, path);
+    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int error = errno;
+        std::string holder = holder_pid(fd);
+        ::close(fd);
+        if (error == EWOULDBLOCK)
+            throw RunLockedError("run directory " + out_dir + " is in use by another runner (pid " +
+                                 holder + ")");
+        throw OsError(error, path);
+    }
+    std::string pid = std::to_string(::getpid()) + "\n";
+    if (::ftruncate(fd, 0) != 0 ||
+        ::pwrite(fd, pid.data(), pid.size(), 0) != static_cast<ssize_t>(pid.size())) {
+        int error = errno;
+        ::close(fd);
+        throw OsError(error, path);
+    }
+    fd_ = fd;
+}
+
+RunLock::~RunLock() { release(); }
+
+void RunLock::release() noexcept {
+    if (fd_ < 0) return;
+    int fd = fd_;
+    fd_ = -1;
+    if (::ftruncate(fd, 0) != 0) {
+        // Only cosmetic: a finished runner's pid stays in the file.
+    }
+    ::close(fd);
+}
+
+}  // namespace heidi
