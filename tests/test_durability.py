@@ -730,3 +730,51 @@ def test_permission_denied_puts_the_core_in_error_and_resume_completes(backend, 
     assert_files_valid(backend.verify_journal, out_dir)
     resume_to_completion(backend.name, out_dir)
     check_run(backend.verify_journal, out_dir)
+
+
+# ----- buffered journal (HEIDI_FSYNC=0) write errors -----------------------------------
+
+
+def test_a_failed_buffered_write_cuts_the_journal_back_and_stops_the_writer(backend, small_disk):
+    path = small_disk / "journal" / "events.jsonl"
+    journal = backend.JournalWriter(path, "run_full_disk", fsync=False)
+    for i in range(20):
+        journal.append("progress", f"written {i}")
+    good_head = journal.head  # writes the buffered lines
+    good_bytes = path.read_bytes()
+    fill_disk(small_disk / "ballast")
+    with pytest.raises(JournalError) as info:
+        for i in range(10_000):  # until the buffer is written to the full disk
+            journal.append("progress", f"lost {i} " + "x" * 200)
+    assert str(info.value) == f"cannot write journal {path}: No space left on device"
+    # Whatever part of the buffer reached the disk is cut off again.
+    assert path.read_bytes() == good_bytes
+    # The writer counted lines that never reached the file: it refuses to go on.
+    stopped = f"journal {path} stopped after a write error: No space left on device"
+    for use in (lambda: journal.append("progress", "more"), lambda: journal.head, journal.flush):
+        with pytest.raises(JournalError) as info:
+            use()
+        assert str(info.value) == stopped
+    journal.close()
+    assert journal.closed
+    (small_disk / "ballast").unlink()
+    with backend.JournalWriter(path, "run_full_disk", fsync=False) as reopened:
+        assert reopened.head == good_head
+        assert reopened.append("progress", "after") == good_head[0] + 1
+    assert backend.verify_journal(path) == backend.VerifyResult(True, good_head[0] + 1, 0, "ok")
+
+
+@pytest.mark.parametrize("point", ["journal_flush_torn:2:eio", "journal_flush_torn:9:eio",
+                                   "journal_flush_torn:5"])
+def test_a_failed_buffered_journal_write_then_resume_completes(backend, out_dir, point):
+    code, err = run_runner(backend.name, out_dir, HEIDI_FSYNC="0", HEIDI_FAULT_POINT=point)
+    if point.endswith(":eio"):
+        journal = out_dir / "journal" / "events.jsonl"
+        assert code == 1, err
+        assert f"io error: cannot write journal {journal}: Input/output error" in err
+        # The state file was not written past the journal: both verify together.
+        assert_files_valid(backend.verify_journal, out_dir)
+    else:
+        assert code == -signal.SIGKILL, f"the fault point {point} was not reached: {code} {err}"
+    resume_to_completion(backend.name, out_dir)
+    check_run(backend.verify_journal, out_dir)

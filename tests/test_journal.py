@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import random
@@ -515,3 +516,98 @@ def test_writer_creates_directories(backend, tmp_path):
         journal.append("progress", "x")
         assert journal.path == str(path) and journal.run_id == RUN_ID
     assert os.path.exists(path)
+
+
+# -- large journals (verified on two threads by the native backend) -----------------------
+
+
+@pytest.fixture(scope="module")
+def large_journal(tmp_path_factory):
+    """About 3 MB of journal lines: large enough to be checked in two parts."""
+    from heidi_engine import backend as backend_mod
+
+    path = tmp_path_factory.mktemp("large") / "events.jsonl"
+    engine = backend_mod.load("python")
+    with engine.JournalWriter(path, RUN_ID, fsync=False, clock=engine.FakeClock(START)) as journal:
+        for i in range(10_000):
+            journal.append("progress", f"step {i} " + "x" * (i % 200), round=1)
+    return path.read_bytes().splitlines(keepends=True)
+
+
+def verify_both(native, pure, path):
+    results = [engine.verify_journal(path) for engine in (native, pure)]
+    found = [(r.ok, r.lines, r.first_bad_line, r.reason) for r in results]
+    assert found[0] == found[1]
+    return found[0]
+
+
+def test_large_journal_verifies(native, pure, tmp_path, large_journal):
+    path = tmp_path / "events.jsonl"
+    rewrite(path, large_journal)
+    assert verify_both(native, pure, path) == (True, 10_000, 0, "ok")
+
+
+@pytest.mark.parametrize("where", ["first", "second", "before_middle", "middle", "after_middle",
+                                   "last_but_one", "last"])
+def test_large_journal_first_bad_line_anywhere(native, pure, tmp_path, large_journal, where):
+    # A two-part check splits after the line holding the middle byte; bad lines on each side
+    # of the split, and at both ends, are reported exactly as a one-pass check reports them.
+    total = len(large_journal)
+    half = sum(map(len, large_journal)) // 2
+    ends = itertools.accumulate(map(len, large_journal))
+    last_of_first_part = next(number for number, end in enumerate(ends, 1) if end > half)
+    number = {"first": 1, "second": 2, "before_middle": last_of_first_part,
+              "middle": last_of_first_part + 1, "after_middle": last_of_first_part + 2,
+              "last_but_one": total - 1, "last": total}[where]
+    path = tmp_path / "events.jsonl"
+    edited = list(large_journal)
+    edited[number - 1] = edited[number - 1].replace(b'"message":"step', b'"message":"STEP')
+    rewrite(path, edited)
+    if number == total:  # nothing after the last line: only a state head could catch it
+        assert verify_both(native, pure, path) == (True, total, 0, "ok")
+    else:
+        assert verify_both(native, pure, path) == (
+            False, total, number + 1, f"line {number + 1}: prev_hash mismatch")
+    broken = list(large_journal)
+    broken[number - 1] = b"[" + broken[number - 1][1:]
+    rewrite(path, broken)
+    assert verify_both(native, pure, path) == (
+        False, total, number, f"line {number}: not valid JSON")
+    dropped = large_journal[: number - 1] + large_journal[number:]
+    rewrite(path, dropped)
+    expected = (True, total - 1, 0, "ok") if number == total else (
+        False, total - 1, number, f"line {number}: seq {number + 1}, expected {number}")
+    assert verify_both(native, pure, path) == expected
+
+
+def test_large_journal_against_a_state_head(native, pure, out_dir, large_journal):
+    path = out_dir / "journal" / "events.jsonl"
+    path.parent.mkdir()
+    rewrite(path, large_journal)
+    state = out_dir / "state" / "run_state.json"
+    state.parent.mkdir()
+    for seq in (1, 4_000, 6_000, 10_000):
+        digest = hashlib.sha256(large_journal[seq - 1]).hexdigest()
+        state.write_text(json.dumps({"journal_head": {"seq": seq, "hash": digest}}))
+        assert verify_both(native, pure, out_dir) == (True, 10_000, 0, "ok")
+        state.write_text(json.dumps({"journal_head": {"seq": seq, "hash": "0" * 64}}))
+        assert verify_both(native, pure, out_dir) == (
+            False, 10_000, seq, f"line {seq}: hash differs from state head")
+
+
+def test_verify_chain_checks_bytes_against_a_head(pure, tmp_path):
+    from heidi_engine._py.journal import VerifyResult, verify_chain
+
+    path = tmp_path / "events.jsonl"
+    with pure.JournalWriter(path, RUN_ID, clock=pure.FakeClock(START)) as journal:
+        for i in range(3):
+            journal.append("progress", f"step {i}")
+        seq, digest = journal.head
+    data = path.read_bytes()
+    assert verify_chain(data) == VerifyResult(True, 3, 0, "ok")
+    assert verify_chain(data, run_id=RUN_ID, head=(seq, digest)) == VerifyResult(True, 3, 0, "ok")
+    assert verify_chain(data, run_id="other") == VerifyResult(False, 3, 1, "line 1: run_id changed")
+    assert verify_chain(data, head=(4, digest)) == VerifyResult(
+        False, 3, 4, "journal ends at seq 3 before state head seq 4")
+    assert verify_chain(data, head=(2, digest)) == VerifyResult(
+        False, 3, 2, "line 2: hash differs from state head")

@@ -1,7 +1,10 @@
 #include <chrono>
 #include <climits>
 #include <memory>
+#include <iterator>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "heidi/clock.hpp"
 #include "heidi/journal.hpp"
@@ -12,49 +15,78 @@ namespace heidi::bindings {
 
 namespace {
 
-// A mapping of exact str -> exact int (int64), as the Python backend requires.
-Counters counters_of(const py::object& value, const char* name) {
-    Counters counters;
-    if (value.is_none()) return counters;
+// The UTF-8 bytes of a str without copying them: CPython's cached UTF-8 form, or (for a
+// str with lone surrogates) a "surrogatepass" encoding kept alive here.
+class Utf8View {
+public:
+    Utf8View() = default;
+    Utf8View(PyObject* value, const char* what) {
+        if (!PyUnicode_Check(value)) throw py::type_error(std::string(what) + " must be str");
+        Py_ssize_t size = 0;
+        if (const char* data = PyUnicode_AsUTF8AndSize(value, &size)) {
+            view_ = {data, static_cast<std::size_t>(size)};
+            return;
+        }
+        PyErr_Clear();
+        encoded_ = py::reinterpret_steal<py::object>(PyUnicode_AsEncodedString(value, "utf-8", "surrogatepass"));
+        if (!encoded_) throw py::error_already_set();
+        view_ = {PyBytes_AS_STRING(encoded_.ptr()), static_cast<std::size_t>(PyBytes_GET_SIZE(encoded_.ptr()))};
+    }
+    std::string_view view() const { return view_; }
+
+private:
+    py::object encoded_;
+    std::string_view view_;
+};
+
+// A mapping of exact str -> exact int (int64), as the Python backend requires, into
+// `counters` (reused between calls, so steady appends allocate nothing).
+void read_counters(PyObject* value, const char* name, Counters& counters) {
+    counters.clear();
+    if (value == nullptr || value == Py_None) return;
     const std::string error = std::string(name) + " must map str to int";
-    auto add = [&](py::handle key, py::handle number) {
-        if (!PyUnicode_CheckExact(key.ptr()) || !PyLong_CheckExact(number.ptr())) throw py::value_error(error);
+    std::size_t used = 0;
+    auto add = [&](PyObject* key, PyObject* number) {
+        if (!PyUnicode_CheckExact(key) || !PyLong_CheckExact(number)) throw py::value_error(error);
         int overflow = 0;
-        const long long count = PyLong_AsLongLongAndOverflow(number.ptr(), &overflow);
+        const long long count = PyLong_AsLongLongAndOverflow(number, &overflow);
         if (overflow) throw py::value_error(error);
-        counters.emplace_back(utf8_of(key, name), static_cast<std::int64_t>(count));
+        const Utf8View key_text(key, name);
+        if (used == counters.size()) counters.emplace_back();
+        counters[used].first.assign(key_text.view());
+        counters[used].second = static_cast<std::int64_t>(count);
+        ++used;
     };
-    if (PyDict_Check(value.ptr())) {
+    if (PyDict_Check(value)) {
         PyObject* key = nullptr;
         PyObject* number = nullptr;
         Py_ssize_t position = 0;
-        while (PyDict_Next(value.ptr(), &position, &key, &number)) add(key, number);
-        return counters;
+        while (PyDict_Next(value, &position, &key, &number)) add(key, number);
+        return;
     }
-    if (!py::isinstance(value, py::module_::import("collections.abc").attr("Mapping"))) throw py::value_error(error);
-    for (const auto item : value.attr("items")()) {
+    const py::handle mapping(value);
+    if (!py::isinstance(mapping, py::module_::import("collections.abc").attr("Mapping"))) throw py::value_error(error);
+    for (const auto item : mapping.attr("items")()) {
         const auto pair = py::reinterpret_borrow<py::tuple>(item);
-        add(pair[0], pair[1]);
+        add(pair[0].ptr(), pair[1].ptr());
     }
-    return counters;
 }
 
-std::vector<std::string> paths_of(const py::object& value) {
-    std::vector<std::string> paths;
-    if (value.is_none()) return paths;
-    if (!PyList_Check(value.ptr()) && !PyTuple_Check(value.ptr()))
-        throw py::value_error("artifact_paths must be a list of str");
-    for (const auto item : value) {
+void read_paths(PyObject* value, std::vector<std::string>& paths) {
+    paths.clear();
+    if (value == nullptr || value == Py_None) return;
+    if (!PyList_Check(value) && !PyTuple_Check(value)) throw py::value_error("artifact_paths must be a list of str");
+    for (const auto item : py::handle(value)) {
         if (!PyUnicode_CheckExact(item.ptr())) throw py::value_error("artifact_paths must be a list of str");
-        paths.push_back(utf8_of(item, "artifact_paths"));
+        paths.emplace_back(Utf8View(item.ptr(), "artifact_paths").view());
     }
-    return paths;
 }
 
-std::int64_t round_of(const py::object& value) {
-    if (PyLong_CheckExact(value.ptr())) {
+std::int64_t round_of(PyObject* value) {
+    if (value == nullptr) return 0;
+    if (PyLong_CheckExact(value)) {
         int overflow = 0;
-        const long long number = PyLong_AsLongLongAndOverflow(value.ptr(), &overflow);
+        const long long number = PyLong_AsLongLongAndOverflow(value, &overflow);
         if (!overflow && number >= 0) return number;
     }
     throw py::value_error("round must be an integer >= 0");
@@ -68,10 +100,82 @@ std::shared_ptr<const Clock> clock_of(const py::object& value) {
 
 py::tuple head_tuple(const JournalHead& head) { return py::make_tuple(head.seq, head.hash); }
 
+// JournalWriter.append as a METH_FASTCALL method: the journal's hot path from Python, so
+// arguments are read straight from the call's vector (keyword names matched by identity
+// first, as Python interns them) instead of through pybind11's general dispatcher.
+constexpr const char* kAppendArgNames[] = {"event_type",     "message",     "stage",         "round",
+                                           "level",          "counters_delta", "usage_delta", "artifact_paths"};
+constexpr Py_ssize_t kAppendArgCount = static_cast<Py_ssize_t>(std::size(kAppendArgNames));
+constexpr Py_ssize_t kAppendPositional = 2;
+PyObject* append_arg_names[kAppendArgCount];  // interned at registration
+
+Py_ssize_t append_arg_slot(PyObject* name) {
+    for (Py_ssize_t i = 0; i < kAppendArgCount; ++i)
+        if (name == append_arg_names[i]) return i;
+    for (Py_ssize_t i = 0; i < kAppendArgCount; ++i)
+        if (PyUnicode_Compare(name, append_arg_names[i]) == 0) return i;
+    return -1;
+}
+
+PyObject* append_method(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+    try {
+        PyObject* values[kAppendArgCount] = {};
+        if (nargs > kAppendPositional)
+            throw py::type_error("append() takes 2 positional arguments but " + std::to_string(nargs) + " were given");
+        for (Py_ssize_t i = 0; i < nargs; ++i) values[i] = args[i];
+        const Py_ssize_t keywords = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+        for (Py_ssize_t k = 0; k < keywords; ++k) {
+            PyObject* name = PyTuple_GET_ITEM(kwnames, k);
+            const Py_ssize_t slot = append_arg_slot(name);
+            if (slot < 0)
+                throw py::type_error("append() got an unexpected keyword argument '" + py::cast<std::string>(name) + "'");
+            if (values[slot]) throw py::type_error("append() got multiple values for argument '" + std::string(kAppendArgNames[slot]) + "'");
+            values[slot] = args[nargs + k];
+        }
+        for (Py_ssize_t i = 0; i < kAppendPositional; ++i)
+            if (!values[i]) throw py::type_error("append() missing required argument '" + std::string(kAppendArgNames[i]) + "'");
+        auto& writer = py::cast<JournalWriter&>(py::handle(self));
+        // Checked in the order of the Python backend (docs/design.md "Journal append arguments").
+        if (!PyUnicode_Check(values[0]) || !PyUnicode_Check(values[1]))
+            throw py::type_error("event_type and message must be str");
+        const std::string_view level = values[4] ? Utf8View(values[4], "level").view() : std::string_view("info");
+        const Utf8View stage_text = values[2] ? Utf8View(values[2], "stage") : Utf8View();
+        const std::string_view stage = values[2] ? stage_text.view() : std::string_view("pipeline");
+        check_level_and_stage(level, stage);
+        const std::int64_t round = round_of(values[3]);
+        thread_local Counters counters;
+        thread_local Counters usage;
+        thread_local std::vector<std::string> paths;
+        read_counters(values[5], "counters_delta", counters);
+        read_counters(values[6], "usage_delta", usage);
+        read_paths(values[7], paths);
+        const Utf8View event_type(values[0], "event_type");
+        const Utf8View message(values[1], "message");
+        std::int64_t seq = 0;
+        if (writer.fsync_enabled()) {
+            py::gil_scoped_release release;
+            seq = writer.append(event_type.view(), message.view(), stage, round, level, counters, usage, paths);
+        } else {  // a buffered append is too short to be worth a GIL switch
+            seq = writer.append(event_type.view(), message.view(), stage, round, level, counters, usage, paths);
+        }
+        return PyLong_FromLongLong(seq);
+    } catch (...) {
+        py::detail::try_translate_exceptions();
+        return nullptr;
+    }
+}
+
+PyMethodDef append_method_def = {
+    "append", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(&append_method)), METH_FASTCALL | METH_KEYWORDS,
+    "append($self, event_type, message, *, stage='pipeline', round=0, level='info', counters_delta=None, "
+    "usage_delta=None, artifact_paths=None)\n--\n\n"
+    "Append one event; return its seq. With fsync on, the line is durable on return."};
+
 }  // namespace
 
 void register_journal(py::module_& m) {
-    py::class_<JournalWriter>(m, "JournalWriter", "Appends events to the hash-chained journal; thread-safe.")
+    py::class_<JournalWriter> writer_class(m, "JournalWriter", "Appends events to the hash-chained journal; thread-safe.");
+    writer_class
         .def(py::init([](const py::object& path, const py::object& run_id, bool fsync, const py::object& clock) {
                  std::string path_text = fspath_of(path, "path");
                  std::string run_id_text = utf8_of(run_id, "run_id");
@@ -81,33 +185,6 @@ void register_journal(py::module_& m) {
                                                         std::move(clock_ptr));
              }),
              py::arg("path"), py::arg("run_id"), py::kw_only(), py::arg("fsync") = true, py::arg("clock") = py::none())
-        .def(
-            "append",
-            [](JournalWriter& self, const py::object& event_type, const py::object& message, const py::object& stage,
-               const py::object& round, const py::object& level, const py::object& counters_delta,
-               const py::object& usage_delta, const py::object& artifact_paths) {
-                if (!PyUnicode_Check(event_type.ptr()) || !PyUnicode_Check(message.ptr()))
-                    throw py::type_error("event_type and message must be str");
-                const std::string level_text = utf8_of(level, "level");
-                const std::string stage_text = utf8_of(stage, "stage");
-                check_level_and_stage(level_text, stage_text);
-                const std::int64_t round_number = round_of(round);
-                const Counters counters = counters_of(counters_delta, "counters_delta");
-                const Counters usage = counters_of(usage_delta, "usage_delta");
-                const std::vector<std::string> paths = paths_of(artifact_paths);
-                const std::string event_text = utf8_of(event_type, "event_type");
-                const std::string message_text = utf8_of(message, "message");
-                if (!self.fsync_enabled())  // a buffered append is too short to be worth a GIL switch
-                    return self.append(event_text, message_text, stage_text, round_number, level_text, counters,
-                                       usage, paths);
-                py::gil_scoped_release release;
-                return self.append(event_text, message_text, stage_text, round_number, level_text, counters, usage,
-                                   paths);
-            },
-            py::arg("event_type"), py::arg("message"), py::kw_only(), py::arg("stage") = "pipeline",
-            py::arg("round") = 0, py::arg("level") = "info", py::arg("counters_delta") = py::none(),
-            py::arg("usage_delta") = py::none(), py::arg("artifact_paths") = py::none(),
-            "Append one event; return its seq. With fsync on, the line is durable on return.")
         .def_property_readonly("head",
                                [](JournalWriter& self) {
                                    JournalHead head;
@@ -131,6 +208,13 @@ void register_journal(py::module_& m) {
         .def("__repr__", [](const JournalWriter& self) {
             return "JournalWriter(" + py::cast<std::string>(py::repr(to_str(self.path()))) + ")";
         });
+    for (Py_ssize_t i = 0; i < kAppendArgCount; ++i) {
+        append_arg_names[i] = PyUnicode_InternFromString(kAppendArgNames[i]);  // kept for the module's life
+        if (!append_arg_names[i]) throw py::error_already_set();
+    }
+    PyObject* append = PyDescr_NewMethod(reinterpret_cast<PyTypeObject*>(writer_class.ptr()), &append_method_def);
+    if (!append) throw py::error_already_set();
+    writer_class.attr("append") = py::reinterpret_steal<py::object>(append);
 
     py::class_<VerifyResult>(m, "VerifyResult", "What verify_journal found.")
         .def(py::init([](bool ok, std::int64_t lines, std::int64_t first_bad_line, std::string reason) {

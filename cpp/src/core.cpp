@@ -8,6 +8,7 @@
 #include <array>
 #include <cerrno>
 #include <cstring>
+#include <exception>
 #include <filesystem>
 #include <map>
 #include <mutex>
@@ -26,7 +27,6 @@
 #include "heidi/runlock.hpp"
 #include "heidi/status.hpp"
 #include "heidi/subprocess.hpp"
-#include "journal_scan.hpp"
 
 extern char** environ;
 
@@ -151,6 +151,7 @@ struct Core::Impl {
 
     std::unique_ptr<JournalWriter> journal;
     std::unique_ptr<StatusWriter> status_writer;
+    JournalHead last_head;  // the journal's head at the last state write
 
     explicit Impl(Config cfg);
 
@@ -338,15 +339,9 @@ std::vector<json::Value> Core::Impl::verified_events_after_head(
     std::string data = fsutil::read_file(journal_path);
     auto last_newline = data.rfind('\n');
     data.resize(last_newline == std::string::npos ? 0 : last_newline + 1);
-    ChainScan scan = scan_chain(data, saved ? &saved_run_id : nullptr, head_seq);
-    if (scan.bad_line) refuse_resume(journal_path, scan.bad_line, scan.reason);
-    if (head_seq > scan.lines)
-        refuse_resume(journal_path, scan.lines + 1,
-                      "journal ends at seq " + std::to_string(scan.lines) + " before state head seq " +
-                          std::to_string(head_seq));
-    if (head_seq > 0 && scan.wanted_hash != head_hash)
-        refuse_resume(journal_path, head_seq,
-                      "line " + std::to_string(head_seq) + ": hash differs from state head");
+    const VerifyResult result =
+        verify_chain(data, saved ? &saved_run_id : nullptr, JournalHead{head_seq, head_hash});
+    if (!result.ok) refuse_resume(journal_path, result.first_bad_line, result.reason);
     std::vector<json::Value> events;
     std::size_t start = 0;
     for (std::int64_t number = 1; start < data.size(); ++number) {
@@ -425,41 +420,78 @@ bool Core::Impl::waiting() const {
 }
 
 void Core::Impl::write_state() {
-    JournalHead head = journal->head();
-    json::Value status = json::Value::object();
-    status["schema"] = kSchema;
-    status["run_id"] = run_id;
-    status["mode"] = mode;
-    status["state"] = display_state();
-    status["paused"] = paused;
-    status["stage"] = stage ? json::Value(*stage) : json::Value(nullptr);
-    status["current_round"] = round;
-    status["rounds_total"] = config.rounds;
-    status["last_write_ts"] = clock->now_iso();
-    json::Value counts_json = json::Value::object();
-    for (const auto& [key, value] : counts) counts_json[key] = value;
-    status["counts"] = std::move(counts_json);
-    status["train_now_pending"] = train_now_pending;
-    status["stop_requested"] = stop_requested;
-    if (last_completed) {
-        json::Value last = json::Value::object();
-        last["round"] = last_completed->first;
-        last["stage"] = last_completed->second;
-        status["last_completed"] = std::move(last);
-    } else {
-        status["last_completed"] = nullptr;
+    // Encoded by hand in run_state.json key order: json::dumps of the same object, without
+    // building it (this runs at every transition).
+    // A journal that cannot write its buffered lines refuses to give its head: the status
+    // snapshot still shows this call's state (with the last head written), the file is not
+    // written (it would count lines that never reached the journal).
+    std::exception_ptr journal_failure;
+    try {
+        last_head = journal->head();
+    } catch (const JournalError&) {
+        journal_failure = std::current_exception();
     }
-    status["last_error"] = last_error ? json::Value(*last_error) : json::Value(nullptr);
-    json::Value head_json = json::Value::object();
-    head_json["seq"] = head.seq;
-    head_json["hash"] = head.hash;
-    status["journal_head"] = std::move(head_json);
-    std::string encoded = json::dumps(status);
+    const JournalHead& head = last_head;
+    const auto text = [](std::string& out, std::string_view value) { json::append_string(out, value); };
+    const auto optional_text = [&](std::string& out, const std::optional<std::string>& value) {
+        if (value) text(out, *value);
+        else out.append("null");
+    };
+    const auto boolean = [](std::string& out, bool value) { out.append(value ? "true" : "false"); };
+    std::string encoded;
+    encoded.reserve(512);
+    encoded.append(R"({"schema":)");
+    text(encoded, kSchema);
+    encoded.append(R"(,"run_id":)");
+    text(encoded, run_id);
+    encoded.append(R"(,"mode":)");
+    text(encoded, mode);
+    encoded.append(R"(,"state":)");
+    text(encoded, display_state());
+    encoded.append(R"(,"paused":)");
+    boolean(encoded, paused);
+    encoded.append(R"(,"stage":)");
+    optional_text(encoded, stage);
+    encoded.append(R"(,"current_round":)");
+    json::append_int(encoded, round);
+    encoded.append(R"(,"rounds_total":)");
+    json::append_int(encoded, config.rounds);
+    encoded.append(R"(,"last_write_ts":)");
+    text(encoded, clock->now_iso());
+    encoded.append(R"(,"counts":{)");
+    for (std::size_t i = 0; i < counts.size(); ++i) {
+        if (i) encoded.push_back(',');
+        text(encoded, counts[i].first);
+        encoded.push_back(':');
+        json::append_int(encoded, counts[i].second);
+    }
+    encoded.append(R"(},"train_now_pending":)");
+    boolean(encoded, train_now_pending);
+    encoded.append(R"(,"stop_requested":)");
+    boolean(encoded, stop_requested);
+    encoded.append(R"(,"last_completed":)");
+    if (last_completed) {
+        encoded.append(R"({"round":)");
+        json::append_int(encoded, last_completed->first);
+        encoded.append(R"(,"stage":)");
+        text(encoded, last_completed->second);
+        encoded.push_back('}');
+    } else {
+        encoded.append("null");
+    }
+    encoded.append(R"(,"last_error":)");
+    optional_text(encoded, last_error);
+    encoded.append(R"(,"journal_head":{"seq":)");
+    json::append_int(encoded, head.seq);
+    encoded.append(R"(,"hash":)");
+    text(encoded, head.hash);
+    encoded.append("}}");
     {
         // The snapshot first: if the file write fails, status still tells the truth.
         std::lock_guard lock(status_mu);
         status_line = encoded;
     }
+    if (journal_failure) std::rethrow_exception(journal_failure);
     status_writer->write_encoded(encoded);
 }
 
@@ -694,15 +726,17 @@ void Core::Impl::stage_succeeded(std::string_view stage_name, std::int64_t stage
     std::vector<std::string> artifacts;
     auto count_keys = stage_counters(stage_name, config.run_unit_tests);
     for (auto key : count_keys) {
+        // A mock stage did not run: it has no outputs to count (docs/design.md).
+        std::optional<std::int64_t> lines;
         std::string rel = data_file_for_count(key, stage_round);
-        auto lines = count_lines(out_dir + "/" + rel);
+        if (!config.mock_subprocesses) lines = count_lines(out_dir + "/" + rel);
         counters.emplace_back(std::string(key), lines.value_or(0));
         for (auto& entry : counts)
             if (entry.first == key) entry.second = lines.value_or(0);
         // A data stage's artifacts are its counted files.
         if (lines) artifacts.push_back(std::move(rel));
     }
-    if (count_keys.empty()) {
+    if (count_keys.empty() && !config.mock_subprocesses) {
         for (auto& rel : stage_artifacts(stage_name, stage_round, config.run_unit_tests)) {
             std::error_code ec;
             if (fs::exists(out_dir + "/" + rel, ec)) artifacts.push_back(std::move(rel));

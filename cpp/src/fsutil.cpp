@@ -1,6 +1,7 @@
 #include "heidi/fsutil.hpp"
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -24,11 +25,10 @@ public:
     FdGuard(const FdGuard&) = delete;
     FdGuard& operator=(const FdGuard&) = delete;
     int get() const { return fd_; }
-    // Closes now, reporting the error (a failed close can mean lost data).
-    void close_checked(const std::string& path) {
+    int release() {
         const int fd = fd_;
         fd_ = -1;
-        if (::close(fd) != 0) throw OsError(errno, path);
+        return fd;
     }
 
 private:
@@ -36,6 +36,22 @@ private:
 };
 
 std::atomic<unsigned long long> temp_counter{0};
+
+// getpid() is a system call; the pid is cached and forgotten in a forked child.
+std::atomic<pid_t> cached_pid{0};
+
+pid_t current_pid() {
+    pid_t pid = cached_pid.load(std::memory_order_relaxed);
+    if (pid != 0) return pid;
+    static const bool registered = [] {
+        ::pthread_atfork(nullptr, nullptr, [] { cached_pid.store(0, std::memory_order_relaxed); });
+        return true;
+    }();
+    (void)registered;
+    pid = ::getpid();
+    cached_pid.store(pid, std::memory_order_relaxed);
+    return pid;
+}
 
 }  // namespace
 
@@ -106,26 +122,53 @@ void fsync_dir(const std::string& dir) {
     if (::fsync(fd.get()) != 0) throw OsError(errno, dir);
 }
 
+namespace {
+
+// The atomic replace of `target` through `temp`, both names in directory dir_fd (or
+// paths, with AT_FDCWD); `shown` turns a name into the path errors report.
+template <typename Shown>
+void replace_at(int dir_fd, const std::string& temp, const std::string& target, std::string_view data, bool fsync,
+                Shown&& shown) {
+    try {
+        FdGuard fd(::openat(dir_fd, temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+        if (fd.get() < 0) throw OsError(errno, shown(temp));
+        if (faults::armed()) faults::torn_write("replace_torn", fd.get(), data, shown(temp));
+        try {
+            write_all(fd.get(), data, temp);
+        } catch (const OsError& error) {
+            throw OsError(error.error_code(), shown(temp));
+        }
+        if (fsync && ::fsync(fd.get()) != 0) throw OsError(errno, shown(temp));
+        if (::close(fd.release()) != 0) throw OsError(errno, shown(temp));
+        if (faults::armed()) faults::hit("replace_written", shown(temp));
+        if (::renameat(dir_fd, temp.c_str(), dir_fd, target.c_str()) != 0) throw OsError(errno, shown(target));
+        if (faults::armed()) faults::hit("replace_renamed", shown(target));
+    } catch (...) {
+        ::unlinkat(dir_fd, temp.c_str(), 0);
+        throw;
+    }
+}
+
+std::string temp_name(std::string_view name) {
+    std::string temp(name);
+    temp.append(".").append(std::to_string(current_pid())).append(".").append(std::to_string(++temp_counter)).append(".tmp");
+    return temp;
+}
+
+}  // namespace
+
 void atomic_write(const std::string& path, std::string_view data, bool fsync) {
     const std::string dir = parent_dir(path);
     const std::string temp = (dir == "." && path.find('/') == std::string::npos ? std::string() : dir + "/") +
-                             base_name(path) + "." + std::to_string(::getpid()) + "." +
-                             std::to_string(++temp_counter) + ".tmp";
-    try {
-        FdGuard fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
-        if (fd.get() < 0) throw OsError(errno, temp);
-        if (faults::armed()) faults::torn_write("replace_torn", fd.get(), data, temp);
-        write_all(fd.get(), data, temp);
-        if (fsync && ::fsync(fd.get()) != 0) throw OsError(errno, temp);
-        fd.close_checked(temp);
-        if (faults::armed()) faults::hit("replace_written", temp);
-        if (::rename(temp.c_str(), path.c_str()) != 0) throw OsError(errno, path);
-        if (faults::armed()) faults::hit("replace_renamed", path);
-    } catch (...) {
-        ::unlink(temp.c_str());
-        throw;
-    }
+                             temp_name(base_name(path));
+    replace_at(AT_FDCWD, temp, path, data, fsync, [](const std::string& name) -> const std::string& { return name; });
     if (fsync) fsync_dir(dir);
+}
+
+void atomic_write_at(int dir_fd, const std::string& dir, const std::string& name, std::string_view data, bool fsync) {
+    const std::string temp = temp_name(name);
+    replace_at(dir_fd, temp, name, data, fsync, [&dir](const std::string& file) { return dir + "/" + file; });
+    if (fsync && ::fsync(dir_fd) != 0) throw OsError(errno, dir);
 }
 
 }  // namespace heidi::fsutil

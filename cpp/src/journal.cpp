@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cstring>
 #include <stdexcept>
@@ -83,12 +84,22 @@ void sha256_raw(std::string_view data, unsigned char digest[32]) {
         throw std::runtime_error("SHA-256 failed (OpenSSL)");
 }
 
-void hex_encode(const unsigned char digest[32], char out[64]) {
-    static constexpr char kHex[] = "0123456789abcdef";
-    for (int i = 0; i < 32; ++i) {
-        out[2 * i] = kHex[digest[i] >> 4];
-        out[2 * i + 1] = kHex[digest[i] & 0xf];
+namespace {
+// The two hex digits of every byte value, so each byte costs one table load.
+constexpr std::array<char, 512> make_hex_pairs() {
+    constexpr char kHex[] = "0123456789abcdef";
+    std::array<char, 512> table{};
+    for (std::size_t i = 0; i < 256; ++i) {
+        table[2 * i] = kHex[i >> 4];
+        table[2 * i + 1] = kHex[i & 0xf];
     }
+    return table;
+}
+constexpr std::array<char, 512> kHexPairs = make_hex_pairs();
+}  // namespace
+
+void hex_encode(const unsigned char digest[32], char out[64]) {
+    for (std::size_t i = 0; i < 32; ++i) std::memcpy(out + 2 * i, &kHexPairs[2 * std::size_t{digest[i]}], 2);
 }
 
 std::string sha256_hex(std::string_view data) {
@@ -106,7 +117,9 @@ JournalWriter::JournalWriter(std::string path, std::string run_id, bool fsync, s
       run_id_(std::move(run_id)),
       fsync_(fsync),
       clock_(clock ? std::move(clock) : std::make_shared<SystemClock>()) {
-    json::append_string(run_id_json_, run_id_, true);
+    run_id_part_ = R"(Z","run_id":)";
+    json::append_string(run_id_part_, run_id_, true);
+    run_id_part_.append(R"(,"round":)");
     open_and_continue();
 }
 
@@ -179,7 +192,7 @@ std::int64_t JournalWriter::append(std::string_view event_type, std::string_view
     check_counters(counters_delta, "counters_delta");
     check_counters(usage_delta, "usage_delta");
     std::lock_guard lock(mutex_);
-    if (fd_ < 0) throw JournalError("journal " + path_ + " is closed");
+    check_usable_locked();
     const std::int64_t seq = head_.seq + 1;
     std::string& line = line_;
     line.clear();
@@ -194,12 +207,10 @@ std::int64_t JournalWriter::append(std::string_view event_type, std::string_view
     }
     line.append(cached_prefix_);
     const auto millis = static_cast<int>(now_ms - second * 1000);
-    const char fraction[5] = {'.', static_cast<char>('0' + millis / 100), static_cast<char>('0' + millis / 10 % 10),
-                              static_cast<char>('0' + millis % 10), 'Z'};
-    line.append(fraction, 5);
-    line.append(R"(","run_id":)");
-    line.append(run_id_json_);
-    line.append(R"(,"round":)");
+    const char fraction[4] = {'.', static_cast<char>('0' + millis / 100), static_cast<char>('0' + millis / 10 % 10),
+                              static_cast<char>('0' + millis % 10)};
+    line.append(fraction, 4);
+    line.append(run_id_part_);
     json::append_int(line, round);
     line.append(R"(,"stage":")");
     line.append(stage);
@@ -237,6 +248,12 @@ std::int64_t JournalWriter::append(std::string_view event_type, std::string_view
     return seq;
 }
 
+void JournalWriter::check_usable_locked() const {
+    if (fd_ < 0) throw JournalError("journal " + path_ + " is closed");
+    if (failure_)
+        throw JournalError("journal " + path_ + " stopped after a write error: " + std::strerror(failure_));
+}
+
 void JournalWriter::write_durably(std::string_view data) {
     try {
         if (faults::armed()) faults::torn_write("journal_torn", fd_, data, path_);
@@ -244,13 +261,28 @@ void JournalWriter::write_durably(std::string_view data) {
         if (::fdatasync(fd_) != 0) throw OsError(errno, path_);
         if (faults::armed()) faults::hit("journal_written", path_);
     } catch (const OsError& error) {
-        // Cut a partial write off so the file still ends at a whole line.
-        if (::ftruncate(fd_, static_cast<off_t>(size_)) != 0) {
-            // Nothing more to do: the error below is what the caller needs to see.
-        }
-        throw JournalError("cannot write journal " + path_ + ": " + std::strerror(error.error_code()));
+        // The line was not written: cut off any part of it and stay usable, unless the
+        // cut fails (the file would not end at a whole line).
+        write_failed(error.error_code(), true);
     }
     size_ += data.size();
+}
+
+void JournalWriter::write_buffered(std::string_view data) {
+    try {
+        if (faults::armed()) faults::torn_write("journal_flush_torn", fd_, data, path_);
+        fsutil::write_all(fd_, data, path_);
+    } catch (const OsError& error) {
+        // Lines the writer has already counted are lost: it stops (see failure_).
+        write_failed(error.error_code(), false);
+    }
+    size_ += data.size();
+}
+
+void JournalWriter::write_failed(int error, bool keep_usable) {
+    if (::ftruncate(fd_, static_cast<off_t>(size_)) != 0) keep_usable = false;
+    if (!keep_usable) failure_ = error;
+    throw JournalError("cannot write journal " + path_ + ": " + std::strerror(error));
 }
 
 void JournalWriter::flush_locked() {
@@ -258,24 +290,24 @@ void JournalWriter::flush_locked() {
     if (pending_.empty()) return;
     std::string data;
     data.swap(pending_);
-    try {
-        fsutil::write_all(fd_, data, path_);
-    } catch (const OsError& error) {
-        throw JournalError("cannot write journal " + path_ + ": " + std::strerror(error.error_code()));
-    }
-    size_ += data.size();
+    write_buffered(data);  // on failure the lines are dropped: the writer has stopped
     data.clear();
     pending_.swap(data);  // keep the buffer's capacity
 }
 
 void JournalWriter::flush() {
     std::lock_guard lock(mutex_);
-    if (fd_ >= 0) flush_locked();
+    if (fd_ < 0) return;
+    check_usable_locked();
+    flush_locked();
 }
 
 JournalHead JournalWriter::head() {
     std::lock_guard lock(mutex_);
-    if (fd_ >= 0) flush_locked();
+    if (fd_ >= 0) {
+        check_usable_locked();
+        flush_locked();
+    }
     return head_;
 }
 
@@ -284,7 +316,7 @@ void JournalWriter::close() {
     if (fd_ < 0) return;
     const int fd = fd_;
     try {
-        flush_locked();
+        if (!failure_) flush_locked();
     } catch (...) {
         fd_ = -1;
         ::close(fd);

@@ -1,10 +1,33 @@
 #include "heidi/status.hpp"
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <mutex>
+
+#include "heidi/errors.hpp"
 #include "heidi/fsutil.hpp"
 
 namespace heidi {
 
-StatusWriter::StatusWriter(std::string path, bool fsync) : path_(std::move(path)), fsync_(fsync) {}
+struct StatusWriter::Directory {
+    std::mutex mutex;  // one write at a time: a reopen must not close an fd in use
+    int fd = -1;
+    ~Directory() {
+        if (fd >= 0) ::close(fd);
+    }
+};
+
+StatusWriter::StatusWriter(std::string path, bool fsync)
+    : path_(std::move(path)),
+      dir_(fsutil::parent_dir(path_)),
+      name_(fsutil::base_name(path_)),
+      fsync_(fsync),
+      directory_(std::make_unique<Directory>()) {}
+
+StatusWriter::~StatusWriter() = default;
+StatusWriter::StatusWriter(StatusWriter&&) noexcept = default;
 
 void StatusWriter::write(const json::Value& value) const {
     std::string text = json::dumps(value);
@@ -12,12 +35,35 @@ void StatusWriter::write(const json::Value& value) const {
 }
 
 void StatusWriter::write_encoded(std::string_view encoded) const {
-    fsutil::make_dirs(fsutil::parent_dir(path_));
     std::string data;
     data.reserve(encoded.size() + 1);
     data.append(encoded);
     data.push_back('\n');
-    fsutil::atomic_write(path_, data, fsync_);
+    std::lock_guard lock(directory_->mutex);
+    int& fd = directory_->fd;
+    const auto reopen = [&](bool create) {
+        if (fd >= 0) ::close(fd);
+        fd = -1;
+        if (create) fsutil::make_dirs(dir_);
+        fd = ::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0) throw OsError(errno, dir_);
+    };
+    if (fd < 0) {
+        try {
+            reopen(false);
+        } catch (const OsError& error) {
+            if (error.error_code() != ENOENT) throw;
+            reopen(true);
+        }
+    }
+    try {
+        fsutil::atomic_write_at(fd, dir_, name_, data, fsync_);
+    } catch (const OsError& error) {
+        // ENOENT: the directory open here was removed; write to the one at its path now.
+        if (error.error_code() != ENOENT) throw;
+        reopen(true);
+        fsutil::atomic_write_at(fd, dir_, name_, data, fsync_);
+    }
 }
 
 }  // namespace heidi

@@ -22,5 +22,9 @@ void fsync_dir(const std::string& dir);
 // fsync the directory. A reader sees the old file or the new one, never a mix.
 // fsync=false (HEIDI_FSYNC=0, benchmarks only) keeps the rename and skips both fsyncs.
 void atomic_write(const std::string& path, std::string_view data, bool fsync = true);
+// atomic_write of file `name` in an open directory (dir_fd; dir is its path, for errors):
+// no path is looked up again, and the directory is synced through dir_fd.
+void atomic_write_at(int dir_fd, const std::string& dir, const std::string& name, std::string_view data,
+                     bool fsync = true);
 
 }  // namespace heidi::fsutil

@@ -61,10 +61,14 @@ public:
 
     // Writes any buffered lines, then returns (seq, hash) of the last line.
     JournalHead head();
-    // Writes buffered lines (with fsync on, also fdatasync).
+    // Writes buffered lines (with fsync on every line is already written and synced).
     void flush();
     // Flushes and closes; idempotent. append() afterwards throws JournalError.
     void close();
+    // A write of buffered lines failed (fsync off): the file was cut back to its last
+    // whole line, and append(), flush() and head() throw JournalError naming the cause,
+    // because lines the writer had counted never reached the file. Reopening the journal
+    // continues it from its last line.
     bool closed() const;
 
     const std::string& path() const noexcept { return path_; }
@@ -73,8 +77,13 @@ public:
 
 private:
     void open_and_continue();
+    void check_usable_locked() const;
     void flush_locked();
     void write_durably(std::string_view data);
+    void write_buffered(std::string_view data);
+    // Cuts the file back to size_ and throws the write error; the writer stops unless
+    // keep_usable and the cut succeeded.
+    [[noreturn]] void write_failed(int error, bool keep_usable);
     void append_locked(std::string_view event_type, std::string_view message,
                        std::string_view stage, std::int64_t round, std::string_view level,
                        const Counters& counters_delta, const Counters& usage_delta,
@@ -87,7 +96,8 @@ private:
     mutable std::mutex mutex_;
     int fd_ = -1;
     std::size_t size_ = 0;     // bytes in the file (written lines)
-    std::string run_id_json_;  // run_id, encoded once
+    int failure_ = 0;          // errno of a write that stopped the writer (0: none)
+    std::string run_id_part_;  // Z","run_id":"<run_id>","round":  (the same in every line)
     JournalHead head_;
     std::string pending_;  // encoded lines not yet written (fsync off)
     std::string line_;     // scratch for the line being built
@@ -107,5 +117,11 @@ struct VerifyResult {
 // path_or_out_dir: a journal file, or an OUT_DIR (journal/events.jsonl and, when present,
 // state/run_state.json, whose journal_head is checked). Reasons: docs/design.md.
 VerifyResult verify_journal(const std::string& path_or_out_dir);
+
+// Checks journal bytes as verify_journal does: every line, line 1's run_id when run_id is
+// given, and that line head.seq exists and hashes to head.hash (seq 0: not checked).
+// Large inputs are checked on two threads; the result is the same.
+VerifyResult verify_chain(std::string_view data, const std::string* run_id = nullptr,
+                          const JournalHead& head = {});
 
 }  // namespace heidi

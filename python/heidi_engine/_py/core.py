@@ -21,7 +21,7 @@ from ..errors import ConfigError, JournalError, SpawnError, TransitionError
 from . import faults
 from .clock import FakeClock, RunId, SystemClock
 from .config import Config
-from .journal import JournalWriter, _scan
+from .journal import JournalWriter, verify_chain
 from .jsonenc import dumps
 from .runlock import RunLock
 from .status import StatusWriter, atomic_write
@@ -286,6 +286,7 @@ class Core:
         )
         self._status_writer = StatusWriter(self._state_path, fsync=self._config.fsync)
         self._status_line = ""
+        self._last_head = self._journal.head  # the journal's head at the last state write
         with self._lock:
             self._write_state()
 
@@ -361,19 +362,11 @@ class Core:
                 self._refuse_resume(journal_path, 1, "journal missing")
             return []
         complete = data[: data.rfind(b"\n") + 1]
-        chain = _scan(complete, saved["run_id"] if saved else None, keep_hashes=True)
-        if chain.bad_line:
-            self._refuse_resume(journal_path, chain.bad_line, chain.reason)
-        if head_seq > chain.lines:
-            self._refuse_resume(
-                journal_path,
-                chain.lines + 1,
-                f"journal ends at seq {chain.lines} before state head seq {head_seq}",
-            )
-        if head_seq > 0 and chain.line_hashes[head_seq - 1] != head_hash:
-            self._refuse_resume(
-                journal_path, head_seq, f"line {head_seq}: hash differs from state head"
-            )
+        result = verify_chain(
+            complete, run_id=saved["run_id"] if saved else None, head=(head_seq, head_hash)
+        )
+        if not result.ok:
+            self._refuse_resume(journal_path, result.first_bad_line, result.reason)
         return [json.loads(line) for line in complete.split(b"\n")[head_seq:-1]]
 
     def _refuse_resume(self, journal_path: str, line: int, reason: str) -> None:
@@ -443,7 +436,15 @@ class Core:
         return ready and round_ == self._round
 
     def _write_state(self) -> None:
-        seq, digest = self._journal.head
+        # A journal that cannot write its buffered lines refuses to give its head: the
+        # status snapshot still shows this call's state (with the last head written), the
+        # file is not written (it would count lines that never reached the journal).
+        journal_error: JournalError | None = None
+        try:
+            self._last_head = self._journal.head
+        except JournalError as exc:
+            journal_error = exc
+        seq, digest = self._last_head
         status = {
             "schema": SCHEMA,
             "run_id": self._run_id,
@@ -467,6 +468,8 @@ class Core:
         }
         # The snapshot first: if the file write fails, status still tells the truth.
         self._status_line = dumps(status)
+        if journal_error is not None:
+            raise journal_error
         self._status_writer.write(status)
 
     def _enter_io_error(self, exc: BaseException, stage: str | None = None) -> None:
@@ -876,13 +879,15 @@ class Core:
         counters: dict[str, int] = {}
         artifacts: list[str] = []
         count_keys = stage_counters(stage, self._config.run_unit_tests)
+        # A mock stage did not run: it has no outputs to count (docs/design.md).
+        mock = self._config.mock_subprocesses
         for key in count_keys:
             rel = _data_file(dict(DATA_FILES)[key], round_)
-            lines = count_lines(os.path.join(self._out_dir, rel))
+            lines = None if mock else count_lines(os.path.join(self._out_dir, rel))
             counters[key] = lines or 0
             if lines is not None:
                 artifacts.append(rel)  # a data stage's artifacts are its counted files
-        if not count_keys:
+        if not count_keys and not mock:
             artifacts = [
                 rel
                 for rel in stage_artifacts(stage, round_, self._config.run_unit_tests)

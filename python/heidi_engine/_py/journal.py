@@ -95,18 +95,18 @@ class _Chain:
     lines: int = 0
     head_hash: str = ""
     run_id: str | None = None
-    line_hashes: list[str] | None = None
+    wanted_hash: str = ""  # hash of line ``want_hash_of_line``, when the scan reached it
     bad_line: int = 0
     reason: str = "ok"
 
 
-def _scan(data: bytes, run_id: str | None, keep_hashes: bool) -> _Chain:
+def _scan(data: bytes, run_id: str | None, want_hash_of_line: int = 0) -> _Chain:
     """Check the chain of ``data`` (whole lines plus perhaps an unterminated tail).
 
     ``run_id`` is the id line 1 must carry (None: whatever line 1 says). The scan stops
     at the first bad line.
     """
-    chain = _Chain(lines=data.count(b"\n"), run_id=run_id, line_hashes=[] if keep_hashes else None)
+    chain = _Chain(lines=data.count(b"\n"), run_id=run_id)
     expected_hash = (
         sha256_hex(run_id.encode("utf-8", "surrogatepass")) if run_id is not None else None
     )
@@ -144,10 +144,37 @@ def _scan(data: bytes, run_id: str | None, keep_hashes: bool) -> _Chain:
             chain.bad_line, chain.reason = number, f"line {number}: prev_hash mismatch"
             return chain
         expected_hash = sha256_hex(raw)
-        if keep_hashes:
-            chain.line_hashes.append(expected_hash)
+        if number == want_hash_of_line:
+            chain.wanted_hash = expected_hash
     chain.head_hash = expected_hash or ""
     return chain
+
+
+def verify_chain(
+    data: bytes, *, run_id: str | None = None, head: tuple[int, str] | None = None
+) -> VerifyResult:
+    """Check journal bytes: every line (as ``verify_journal``) and, given, the state's head.
+
+    ``run_id``: the id line 1 must carry (None: whatever line 1 says). ``head``: the
+    ``(seq, hash)`` a state file names; line ``seq`` must exist and hash to ``hash`` (seq 0
+    is not checked). Reasons and ``first_bad_line`` are those of ``verify_journal``.
+    """
+    head_seq, head_hash = head if head is not None else (0, "")
+    chain = _scan(data, run_id, head_seq)
+    if chain.bad_line:
+        return VerifyResult(False, chain.lines, chain.bad_line, chain.reason)
+    if head_seq > chain.lines:
+        return VerifyResult(
+            False,
+            chain.lines,
+            chain.lines + 1,
+            f"journal ends at seq {chain.lines} before state head seq {head_seq}",
+        )
+    if head_seq > 0 and chain.wanted_hash != head_hash:
+        return VerifyResult(
+            False, chain.lines, head_seq, f"line {head_seq}: hash differs from state head"
+        )
+    return VerifyResult(True, chain.lines, 0, "ok")
 
 
 def _state_head(state_path: str) -> tuple[int, str] | None:
@@ -189,26 +216,11 @@ def verify_journal(path_or_out_dir: str | os.PathLike[str]) -> VerifyResult:
     except FileNotFoundError:
         return VerifyResult(False, 0, 0, "journal missing")
     state_exists = state_path is not None and os.path.exists(state_path)
-    chain = _scan(data, None, keep_hashes=state_exists)
-    if chain.bad_line:
-        return VerifyResult(False, chain.lines, chain.bad_line, chain.reason)
-    if state_exists:
-        head = _state_head(state_path)
-        if head is None:
-            return VerifyResult(False, chain.lines, 0, "state file has no valid journal_head")
-        head_seq, head_hash = head
-        if head_seq > chain.lines:
-            return VerifyResult(
-                False,
-                chain.lines,
-                chain.lines + 1,
-                f"journal ends at seq {chain.lines} before state head seq {head_seq}",
-            )
-        if head_seq > 0 and chain.line_hashes[head_seq - 1] != head_hash:
-            return VerifyResult(
-                False, chain.lines, head_seq, f"line {head_seq}: hash differs from state head"
-            )
-    return VerifyResult(True, chain.lines, 0, "ok")
+    head = _state_head(state_path) if state_exists else None
+    result = verify_chain(data, head=head)
+    if result.ok and state_exists and head is None:
+        return VerifyResult(False, result.lines, 0, "state file has no valid journal_head")
+    return result
 
 
 def _counters_json(value: Mapping[str, int] | None, name: str) -> str:
@@ -253,6 +265,10 @@ class JournalWriter:
         self._pending: list[bytes] = []
         self._pending_bytes = 0
         self._fd = -1
+        # The strerror of a write that failed, leaving the file at its last whole line:
+        # the writer's seq and hash had advanced past lines that never reached the file,
+        # so it refuses further use (reopen the journal to continue from the last line).
+        self._failure: str | None = None
         self._run_id_json = encode_string(run_id)
         self._open_and_continue()
 
@@ -272,7 +288,7 @@ class JournalWriter:
             raise JournalError(f"cannot open journal {self.path}: {exc.strerror}") from None
         cut = data.rfind(b"\n") + 1
         complete, torn = data[:cut], data[cut:]
-        chain = _scan(complete, self.run_id, keep_hashes=False)
+        chain = _scan(complete, self.run_id)
         if chain.bad_line:
             raise JournalError(f"cannot continue journal {self.path}: {chain.reason}")
         self._seq = chain.lines
@@ -336,8 +352,7 @@ class JournalWriter:
         paths = _paths_json(artifact_paths)
         message_json = encode_string(scrub_secrets(message))
         with self._lock:
-            if self._fd < 0:
-                raise JournalError(f"journal {self.path} is closed")
+            self._check_usable()
             seq = self._seq + 1
             line = (
                 f'{{"event_version":"{EVENT_VERSION}","seq":{seq},'
@@ -358,6 +373,12 @@ class JournalWriter:
             self._hash = sha256_hex(line)
             return seq
 
+    def _check_usable(self) -> None:
+        if self._fd < 0:
+            raise JournalError(f"journal {self.path} is closed")
+        if self._failure is not None:
+            raise JournalError(f"journal {self.path} stopped after a write error: {self._failure}")
+
     def _write_durably(self, data: bytes) -> None:
         try:
             if faults.ARMED:
@@ -367,12 +388,9 @@ class JournalWriter:
             if faults.ARMED:
                 faults.hit("journal_written", self.path)
         except OSError as exc:
-            # Cut a partial write off so the file still ends at a whole line.
-            try:
-                os.ftruncate(self._fd, self._size)
-            except OSError:
-                pass
-            raise JournalError(f"cannot write journal {self.path}: {exc.strerror}") from None
+            # The line was not written: cut off any part of it and stay usable, unless the
+            # cut fails (the file would not end at a whole line).
+            self._write_failed(exc, keep_usable=True)
         self._size += len(data)
 
     def _flush_locked(self) -> None:
@@ -386,15 +404,29 @@ class JournalWriter:
 
     def _write_buffered(self, data: bytes) -> None:
         try:
+            if faults.ARMED:
+                faults.torn_write("journal_flush_torn", self._fd, data, self.path)
             _write_all(self._fd, data)
         except OSError as exc:
-            raise JournalError(f"cannot write journal {self.path}: {exc.strerror}") from None
+            # Lines the writer has already counted are lost: it stops (see _failure).
+            self._write_failed(exc, keep_usable=False)
         self._size += len(data)
+
+    def _write_failed(self, exc: OSError, *, keep_usable: bool) -> None:
+        """Cut the file back to its last whole line, then raise the write error."""
+        try:
+            os.ftruncate(self._fd, self._size)
+        except OSError:
+            keep_usable = False
+        if not keep_usable:
+            self._failure = exc.strerror
+        raise JournalError(f"cannot write journal {self.path}: {exc.strerror}") from None
 
     def flush(self) -> None:
         """Write buffered lines (fsync off) to the file."""
         with self._lock:
             if self._fd >= 0:
+                self._check_usable()
                 self._flush_locked()
 
     @property
@@ -402,6 +434,7 @@ class JournalWriter:
         """(seq, sha256 hex) of the last line; buffered lines are written first."""
         with self._lock:
             if self._fd >= 0:
+                self._check_usable()
                 self._flush_locked()
             return self._seq, self._hash
 
@@ -415,7 +448,8 @@ class JournalWriter:
             if self._fd < 0:
                 return
             try:
-                self._flush_locked()
+                if self._failure is None:
+                    self._flush_locked()
             finally:
                 os.close(self._fd)
                 self._fd = -1
@@ -445,4 +479,13 @@ def _fsync_dir(directory: str) -> None:
         os.close(fd)
 
 
-__all__ = ["KEYS", "LEVELS", "STAGES", "JournalWriter", "VerifyResult", "sha256_hex", "verify_journal"]
+__all__ = [
+    "KEYS",
+    "LEVELS",
+    "STAGES",
+    "JournalWriter",
+    "VerifyResult",
+    "sha256_hex",
+    "verify_chain",
+    "verify_journal",
+]

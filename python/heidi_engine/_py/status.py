@@ -63,10 +63,16 @@ class StatusWriter:
         self.fsync = fsync
 
     def write(self, mapping: Mapping[str, Any]) -> None:
-        directory = os.path.dirname(self.path)
-        if directory:
+        data = (dumps(mapping) + "\n").encode("ascii")
+        try:
+            atomic_write(self.path, data, fsync=self.fsync)
+        except FileNotFoundError:
+            # The directory is created when it is missing, not checked before every write.
+            directory = os.path.dirname(self.path)
+            if not directory:
+                raise
             os.makedirs(directory, exist_ok=True)
-        atomic_write(self.path, (dumps(mapping) + "\n").encode("ascii"), fsync=self.fsync)
+            atomic_write(self.path, data, fsync=self.fsync)
 
     def __repr__(self) -> str:
         return f"StatusWriter({self.path!r})"
