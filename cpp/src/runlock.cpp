@@ -23,6 +23,16 @@ std::string holder_pid(int fd) {
     return digits ? text : "unknown";
 }
 
+// The holder writes its pid just after taking the lock: give it a moment to appear.
+std::string wait_for_holder_pid(int fd) {
+    std::string holder = holder_pid(fd);
+    for (int attempt = 0; holder == "unknown" && attempt < 40; ++attempt) {
+        ::usleep(5000);
+        holder = holder_pid(fd);
+    }
+    return holder;
+}
+
 }  // namespace
 
 RunLock::RunLock(const std::string& out_dir) {
@@ -33,7 +43,7 @@ RunLock::RunLock(const std::string& out_dir) {
     if (fd < 0) throw OsError(errno, path);
     if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
         int error = errno;
-        std::string holder = holder_pid(fd);
+        std::string holder = error == EWOULDBLOCK ? wait_for_holder_pid(fd) : "";
         ::close(fd);
         if (error == EWOULDBLOCK)
             throw RunLockedError("run directory " + out_dir + " is in use by another runner (pid " +

@@ -187,6 +187,19 @@ class ProgressView:
 # ----- `heidi run` --------------------------------------------------------------------
 
 
+def describe_failure(out_dir: Path, status: dict) -> str:
+    """The run's error, with the stage that failed and where its output went."""
+    stage, round_ = status.get("stage"), status.get("current_round")
+    text = str(status.get("last_error"))
+    if not stage:
+        return text
+    text = f"{stage} stage of round {round_}: {text}"
+    log = out_dir / "logs" / f"{stage}_round_{round_}.log"
+    if log.exists():
+        text += f" (output: {log})"
+    return text
+
+
 class RunLoop:
     """Drives a Core to completion: a tick thread, control latches, signals, progress."""
 
@@ -197,6 +210,7 @@ class RunLoop:
         self.out_dir = out_dir
         self.view = view
         self.control_dir = out_dir / "control"
+        self.control_dir.mkdir(parents=True, exist_ok=True)  # where latches are dropped
         self._wake = threading.Event()
         self._done = threading.Event()
         self._interrupted = threading.Event()
@@ -278,7 +292,8 @@ class RunLoop:
                 if self.failure is not None:
                     raise self.failure
                 if status["state"] == "ERROR":
-                    print(f"heidi: run failed: {status['last_error']}", file=sys.stderr)
+                    print(f"heidi: run failed: {describe_failure(self.out_dir, status)}",
+                          file=sys.stderr)
                     return EXIT_FAILED
                 if self._stopped and status["state"] == "IDLE":
                     return EXIT_OK

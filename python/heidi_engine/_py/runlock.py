@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import time
 
 from ..errors import RunLockedError
 
@@ -29,6 +30,17 @@ def _holder_pid(fd: int) -> str:
     return text if text.isdigit() else "unknown"
 
 
+def _wait_for_holder_pid(fd: int) -> str:
+    """The holder writes its pid just after taking the lock: give it a moment to appear."""
+    holder = _holder_pid(fd)
+    for _ in range(40):
+        if holder != "unknown":
+            break
+        time.sleep(0.005)
+        holder = _holder_pid(fd)
+    return holder
+
+
 class RunLock:
     """Holds OUT_DIR's run lock until ``release()``; RunLockedError when another holds it."""
 
@@ -39,9 +51,10 @@ class RunLock:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
-            holder = _holder_pid(fd)
+            locked = exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN)
+            holder = _wait_for_holder_pid(fd) if locked else ""
             os.close(fd)
-            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+            if locked:
                 raise RunLockedError(
                     f"run directory {out_dir} is in use by another runner (pid {holder})"
                 ) from None
