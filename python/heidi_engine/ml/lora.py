@@ -1,0 +1,286 @@
+"""LoRA fine-tuning of a causal LM on (prompt, completion) pairs, loss on the completion.
+
+A plain training loop (AdamW, warm-up then linear decay, gradient accumulation) rather
+than the transformers ``Trainer``: it is small, deterministic by seed, and reports every
+step to the caller for live progress.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+IGNORE_INDEX = -100  # label value the loss skips (prompt and padding tokens)
+LORA_DROPOUT = 0.05
+
+
+@dataclass(frozen=True)
+class Example:
+    """One tokenised training pair; ``labels`` is IGNORE_INDEX over the prompt."""
+
+    input_ids: list[int]
+    labels: list[int]
+
+    @property
+    def n_target_tokens(self) -> int:
+        return sum(1 for label in self.labels if label != IGNORE_INDEX)
+
+
+def encode_example(tokenizer: Any, prompt: str, completion: str, seq_len: int) -> Example | None:
+    """Tokenise a pair, the completion followed by end-of-sequence, cut to ``seq_len``.
+
+    Prompt and completion are tokenised separately, as at generation time, where the
+    model continues the tokenised prompt. Returns None when nothing of the completion
+    fits in ``seq_len``.
+    """
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    completion_ids = tokenizer(completion, add_special_tokens=False)["input_ids"]
+    completion_ids = [*completion_ids, tokenizer.eos_token_id]
+    input_ids = (prompt_ids + completion_ids)[:seq_len]
+    labels = ([IGNORE_INDEX] * len(prompt_ids) + completion_ids)[:seq_len]
+    example = Example(input_ids, labels)
+    # The first label is never predicted (nothing precedes it), so one target is not enough.
+    if sum(1 for label in labels[1:] if label != IGNORE_INDEX) == 0:
+        return None
+    return example
+
+
+def collate(examples: Sequence[Example], pad_token_id: int) -> dict[str, Any]:
+    """Left-padded batch tensors: input_ids, attention_mask, position_ids, labels.
+
+    Left padding puts every row's completion (a suffix of the example) at the right edge,
+    so the logits of the prompt positions need not be computed at all.
+    """
+    import torch
+
+    width = max(len(e.input_ids) for e in examples)
+    input_ids = torch.full((len(examples), width), pad_token_id, dtype=torch.long)
+    labels = torch.full((len(examples), width), IGNORE_INDEX, dtype=torch.long)
+    attention = torch.zeros((len(examples), width), dtype=torch.long)
+    for row, example in enumerate(examples):
+        n = len(example.input_ids)
+        input_ids[row, width - n :] = torch.tensor(example.input_ids)
+        labels[row, width - n :] = torch.tensor(example.labels)
+        attention[row, width - n :] = 1
+    position_ids = (attention.cumsum(-1) - 1).clamp(min=0)
+    return {
+        "input_ids": input_ids,
+        "attention_mask": attention,
+        "position_ids": position_ids,
+        "labels": labels,
+    }
+
+
+def _target_span(labels: Any) -> int:
+    """Positions from the earliest target token of any row to the right edge."""
+    import torch
+
+    is_target = labels != IGNORE_INDEX
+    if not bool(is_target.any()):
+        return 0
+    first = torch.where(is_target.any(dim=0))[0][0]
+    return int(labels.shape[1] - first)
+
+
+def _accepts_logits_to_keep(model: Any) -> bool:
+    import inspect
+
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "logits_to_keep" in inspect.signature(base.forward).parameters
+
+
+def _summed_loss(model: Any, batch: dict[str, Any]) -> tuple[Any, int]:
+    """Sum of the per-token cross-entropy over target tokens, and their number.
+
+    Only the last ``span + 1`` positions get logits (the LM head over a 49k vocabulary is
+    a fifth of the model's work; prompt positions have no targets).
+    """
+    import torch.nn.functional as F
+
+    device = next(model.parameters()).device
+    batch = {k: v.to(device) for k, v in batch.items()}
+    labels = batch["labels"]
+    keep = min(_target_span(labels) + 1, labels.shape[1])
+    extra = {"logits_to_keep": keep} if _accepts_logits_to_keep(model) else {}
+    logits = model(
+        input_ids=batch["input_ids"],
+        attention_mask=batch["attention_mask"],
+        position_ids=batch["position_ids"],
+        **extra,
+    ).logits
+    logits = logits[:, -keep:]
+    targets = labels[:, labels.shape[1] - keep + 1 :]
+    loss = F.cross_entropy(
+        logits[:, :-1].reshape(-1, logits.shape[-1]).float(),
+        targets.reshape(-1),
+        ignore_index=IGNORE_INDEX,
+        reduction="sum",
+    )
+    return loss, int((targets != IGNORE_INDEX).sum())
+
+
+def mean_loss(
+    model: Any, examples: Sequence[Example], pad_token_id: int, batch_size: int = 8
+) -> float | None:
+    """Token-weighted mean completion loss over ``examples`` (None when there are none)."""
+    import torch
+
+    if not examples:
+        return None
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    with torch.inference_mode():
+        for start in range(0, len(examples), batch_size):
+            batch = collate(examples[start : start + batch_size], pad_token_id)
+            loss, n = _summed_loss(model, batch)
+            total += float(loss)
+            count += n
+    model.train(was_training)
+    return total / count if count else None
+
+
+def prepare_for_kbit_training(model: Any) -> Any:
+    """Make a 4-bit (QLoRA) base model trainable through its adapter."""
+    from peft import prepare_model_for_kbit_training
+
+    return prepare_model_for_kbit_training(model, use_gradient_checkpointing=True)
+
+
+def new_lora_adapter(model: Any, *, r: int, alpha: int, seed: int = 0) -> Any:
+    """Wrap ``model`` with a fresh trainable LoRA adapter on every linear layer.
+
+    The adapter's random initialisation depends on ``seed`` only.
+    """
+    import warnings
+
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(
+        r=r,
+        lora_alpha=alpha,
+        lora_dropout=LORA_DROPOUT,
+        target_modules="all-linear",
+        bias="none",
+        task_type="CAUSAL_LM",
+    )
+    with warnings.catch_warnings(), torch.random.fork_rng(devices=[]):
+        # peft still calls a transformers method that transformers has deprecated.
+        warnings.filterwarnings(
+            "ignore", message=".*is_gradient_checkpointing", category=FutureWarning
+        )
+        torch.manual_seed(seed)
+        return get_peft_model(model, config)
+
+
+def load_lora_adapter(model: Any, adapter_dir: str, *, trainable: bool) -> Any:
+    """Wrap ``model`` with the adapter saved in ``adapter_dir``."""
+    import warnings
+
+    from peft import PeftModel
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message=".*is_gradient_checkpointing", category=FutureWarning
+        )
+        return PeftModel.from_pretrained(model, adapter_dir, is_trainable=trainable)
+
+
+def lr_at(step: int, total_steps: int, peak_lr: float) -> float:
+    """Linear warm-up over the first ~10% of steps, then linear decay towards zero."""
+    warmup = max(1, total_steps // 10)
+    if step < warmup:
+        return peak_lr * (step + 1) / warmup
+    remaining = total_steps - warmup
+    return peak_lr * max(0.0, (total_steps - step) / max(1, remaining))
+
+
+@dataclass
+class StepRecord:
+    step: int
+    loss: float
+    lr: float
+    tokens: int
+    seconds: float
+
+
+def train_lora(
+    model: Any,
+    examples: Sequence[Example],
+    *,
+    steps: int,
+    lr: float,
+    batch_size: int,
+    grad_accum: int,
+    seed: int,
+    pad_token_id: int,
+    on_step: Callable[[StepRecord], None] | None = None,
+) -> list[StepRecord]:
+    """Run ``steps`` optimiser steps of LoRA training; returns one record per step.
+
+    Each step consumes ``batch_size * grad_accum`` examples drawn from a seeded shuffle
+    that is reshuffled at every pass over the data; the loss of a step is the
+    token-weighted mean over its examples.
+    """
+    import time
+
+    import torch
+
+    if not examples:
+        raise ValueError("no training examples")
+    if steps < 1:
+        raise ValueError(f"steps must be >= 1, got {steps}")
+    torch.manual_seed(seed)
+    rng = random.Random(seed)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    model.train()
+    order: list[int] = []
+    records: list[StepRecord] = []
+
+    def next_examples(n: int) -> list[Example]:
+        picked = []
+        while len(picked) < n:
+            if not order:
+                order.extend(range(len(examples)))
+                rng.shuffle(order)
+            picked.append(examples[order.pop()])
+        return picked
+
+    for step in range(steps):
+        started = time.perf_counter()
+        current_lr = lr_at(step, steps, lr)
+        for group in optimizer.param_groups:
+            group["lr"] = current_lr
+        micro_batches = [next_examples(batch_size) for _ in range(grad_accum)]
+        n_tokens = sum(
+            sum(1 for x in e.labels[1:] if x != IGNORE_INDEX) for b in micro_batches for e in b
+        )
+        step_loss = 0.0
+        for micro in micro_batches:
+            loss_sum, _ = _summed_loss(model, collate(micro, pad_token_id))
+            # Dividing by the step's token count makes the accumulated gradient the
+            # gradient of the token-weighted mean over the whole step.
+            (loss_sum / max(1, n_tokens)).backward()
+            step_loss += float(loss_sum.detach())
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        record = StepRecord(
+            step=step + 1,
+            loss=step_loss / max(1, n_tokens),
+            lr=current_lr,
+            tokens=n_tokens,
+            seconds=time.perf_counter() - started,
+        )
+        if not math.isfinite(record.loss):
+            raise FloatingPointError(f"training loss became {record.loss} at step {record.step}")
+        records.append(record)
+        if on_step is not None:
+            on_step(record)
+    model.eval()
+    return records

@@ -1,0 +1,236 @@
+"""The student model library: loading, tokenizer, generation and LoRA training."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from heidi_engine import ml
+from heidi_engine.errors import ConfigError
+from heidi_engine.ml import lora
+from heidi_engine.ml.models import TINY_VOCAB_SIZE, smollm2_gguf_path, train_tiny_tokenizer
+
+CODE = [
+    "def add(a, b):\n    return a + b\n",
+    "def is_even(n):\n    return n % 2 == 0\n",
+    "def first(xs):\n    return xs[0] if xs else None\n",
+    "def count_vowels(s):\n    return sum(1 for c in s.lower() if c in 'aeiou')\n",
+]
+
+
+def test_import_is_light():
+    code = (
+        "import heidi_engine.ml, sys; "
+        "print(any(m in sys.modules for m in ('torch', 'transformers', 'peft')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_resolve_base_model_kinds(tmp_path):
+    assert ml.resolve_base_model("tiny").kind == "tiny"
+    gguf = tmp_path / "m.gguf"
+    gguf.write_bytes(b"GGUF")
+    assert ml.resolve_base_model(str(gguf)).kind == "gguf"
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    (model_dir / "config.json").write_text("{}")
+    expected = ml.ModelSource("dir", str(model_dir), str(model_dir))
+    assert ml.resolve_base_model(str(model_dir)) == expected
+    assert ml.resolve_base_model("HuggingFaceTB/SmolLM2-135M").kind == "hub"
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        ("", "empty"),
+        ("/nonexistent/model.gguf", "no such .gguf file"),
+        ("./no/such/dir", "no such file or directory"),
+    ],
+)
+def test_resolve_base_model_errors_name_the_value(value, why):
+    with pytest.raises(ConfigError, match="invalid value for BASE_MODEL") as info:
+        ml.resolve_base_model(value)
+    assert why in str(info.value)
+    assert repr(value) in str(info.value)
+
+
+def test_directory_without_config_is_rejected(tmp_path):
+    with pytest.raises(ConfigError, match="no config.json"):
+        ml.resolve_base_model(str(tmp_path))
+
+
+@pytest.mark.ml
+def test_uncached_hub_id_fails_clearly_offline():
+    with pytest.raises(ConfigError, match="not found in the local Hugging Face cache") as info:
+        ml.load_model("heidi-engine-tests/no-such-model")
+    assert "HF_HUB_OFFLINE=1" in str(info.value)
+
+
+@pytest.mark.ml
+def test_tiny_needs_a_tokenizer():
+    with pytest.raises(ConfigError, match="needs a tokenizer"):
+        ml.load_model("tiny")
+
+
+@pytest.mark.ml
+def test_tiny_tokenizer_is_deterministic_and_round_trips(tmp_path):
+    from heidi_engine.ml.models import load_tiny_tokenizer, save_tiny_tokenizer
+
+    first = train_tiny_tokenizer(CODE)
+    second = train_tiny_tokenizer(CODE)
+    assert first.get_vocab() == second.get_vocab()
+    assert len(first) <= TINY_VOCAB_SIZE
+    text = "def f(x):\n    return 'é' + x  # any text, even 日本\n"
+    assert first.decode(first(text)["input_ids"]) == text
+    save_tiny_tokenizer(first, tmp_path)
+    again = load_tiny_tokenizer(tmp_path)
+    assert again(text)["input_ids"] == first(text)["input_ids"]
+    assert (again.pad_token, again.eos_token) == ("<pad>", "<eos>")
+
+
+@pytest.mark.ml
+def test_tiny_model_depends_on_seed_only():
+    import torch
+
+    m1, tok = ml.load_model("tiny", seed=3, tokenizer_texts=CODE)
+    m2, _ = ml.load_model("tiny", seed=3, tokenizer_texts=CODE)
+    m3, _ = ml.load_model("tiny", seed=4, tokenizer_texts=CODE)
+    w1, w2, w3 = (m.get_input_embeddings().weight for m in (m1, m2, m3))
+    assert torch.equal(w1, w2)
+    assert not torch.equal(w1, w3)
+
+
+@pytest.mark.ml
+def test_generate_is_greedy_batched_and_honours_stops():
+    model, tok = ml.load_model("tiny", seed=1, tokenizer_texts=CODE)
+    prompts = ["def add(a, b):\n", "x", "def is_even(n):\n    return"]
+    one_by_one = [ml.generate(model, tok, [p], 12)[0] for p in prompts]
+    batched = ml.generate(model, tok, prompts, 12, batch_size=3)
+    assert batched == one_by_one  # left padding does not change greedy output
+    assert ml.generate(model, tok, prompts, 12) == batched  # deterministic
+    stop = [text[3:6] for text in batched if len(text) >= 6]
+    assert stop, "the random model produced nothing to stop on"
+    stopped = ml.generate(model, tok, prompts, 12, stop=stop)
+    for text in stopped:
+        assert not any(s in text for s in stop)
+    calls = []
+    ml.generate(model, tok, prompts, 12, batch_size=2, on_batch=lambda d, t: calls.append((d, t)))
+    assert calls == [(2, 3), (3, 3)]
+
+
+@pytest.mark.ml
+def test_generate_stop_when_ends_rows_early():
+    model, tok = ml.load_model("tiny", seed=1, tokenizer_texts=CODE)
+    prompts = ["def add(a, b):\n", "x"]
+    full = ml.generate(model, tok, prompts, 40)
+    short = ml.generate(model, tok, prompts, 40, stop_when=lambda text: len(text) >= 5)
+    long_rows = [(whole, cut) for whole, cut in zip(full, short) if len(whole) >= 10]
+    assert long_rows, "the random model produced nothing long enough"
+    for whole, cut in long_rows:
+        assert 5 <= len(cut) < len(whole)
+        assert whole.startswith(cut)  # the same greedy path, ended early
+
+
+def test_truncate_at_stop():
+    assert ml.truncate_at_stop("a\ndef b\nclass c", ["\nclass ", "\ndef "]) == "a"
+    assert ml.truncate_at_stop("abc", []) == "abc"
+
+
+@pytest.mark.ml
+def test_encode_example_masks_the_prompt():
+    tok = train_tiny_tokenizer(CODE)
+    example = lora.encode_example(tok, "def add(a, b):\n", "    return a + b\n", 64)
+    n_prompt = len(tok("def add(a, b):\n", add_special_tokens=False)["input_ids"])
+    assert example.labels[:n_prompt] == [lora.IGNORE_INDEX] * n_prompt
+    assert example.labels[n_prompt:] == example.input_ids[n_prompt:]
+    assert example.input_ids[-1] == tok.eos_token_id
+    assert lora.encode_example(tok, "x" * 200, "y", 16) is None  # nothing of it fits
+    cut = lora.encode_example(tok, "def f():\n", "    return 1\n" * 20, 16)
+    assert len(cut.input_ids) == 16
+
+
+@pytest.mark.ml
+def test_batched_loss_equals_the_unpadded_per_example_loss():
+    import torch
+    import torch.nn.functional as F
+
+    model, tok = ml.load_model("tiny", seed=0, tokenizer_texts=CODE)
+    # Prompts and completions of different lengths, so the batch needs padding.
+    examples = [lora.encode_example(tok, text[:9], text[9:], 64) for text in CODE]
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for example in examples:
+            logits = model(input_ids=torch.tensor([example.input_ids])).logits[0, :-1]
+            targets = torch.tensor(example.labels[1:])
+            total += float(F.cross_entropy(logits, targets, ignore_index=lora.IGNORE_INDEX,
+                                           reduction="sum"))
+            count += int((targets != lora.IGNORE_INDEX).sum())
+    batched = lora.mean_loss(model, examples, tok.pad_token_id, batch_size=4)
+    assert batched == pytest.approx(total / count, rel=1e-5)
+
+
+@pytest.mark.ml
+def test_lora_training_lowers_the_loss():
+    model, tok = ml.load_model("tiny", seed=0, tokenizer_texts=CODE)
+    examples = [
+        lora.encode_example(tok, text.split("\n", 1)[0] + "\n", text.split("\n", 1)[1], 64)
+        for text in CODE
+    ]
+    peft_model = lora.new_lora_adapter(model, r=8, alpha=16)
+    before = lora.mean_loss(peft_model, examples, tok.pad_token_id)
+    steps = []
+    records = lora.train_lora(
+        peft_model, examples, steps=40, lr=1e-2, batch_size=4, grad_accum=1, seed=0,
+        pad_token_id=tok.pad_token_id, on_step=steps.append,
+    )
+    after = lora.mean_loss(peft_model, examples, tok.pad_token_id)
+    assert [r.step for r in records] == list(range(1, 41)) and steps == records
+    assert after < before - 0.5  # nats per completion token
+    assert records[-1].loss < records[0].loss
+    # Only the adapter trains: the base weights are frozen.
+    trainable = [n for n, p in peft_model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)
+
+
+@pytest.mark.ml
+def test_training_is_deterministic_by_seed():
+    def run(seed):
+        model, tok = ml.load_model("tiny", seed=0, tokenizer_texts=CODE)
+        examples = [lora.encode_example(tok, "", text, 64) for text in CODE]
+        peft_model = lora.new_lora_adapter(model, r=4, alpha=8, seed=1)
+        return [r.loss for r in lora.train_lora(
+            peft_model, examples, steps=5, lr=1e-2, batch_size=2, grad_accum=2, seed=seed,
+            pad_token_id=tok.pad_token_id)]
+
+    assert run(7) == run(7)
+    assert run(7) != run(8)
+
+
+def test_lr_schedule_warms_up_then_decays():
+    rates = [lora.lr_at(step, 20, 1.0) for step in range(20)]
+    assert rates[0] == 0.5 and rates[1] == 1.0
+    assert all(a >= b for a, b in zip(rates[1:], rates[2:]))
+    assert rates[-1] > 0
+
+
+@pytest.mark.ml
+def test_smollm2_path_comes_from_the_installed_package():
+    path = smollm2_gguf_path()
+    assert path.suffix == ".gguf" and path.stat().st_size > 50_000_000
+
+
+@pytest.mark.ml
+@pytest.mark.slow
+def test_smollm2_gguf_loads_and_writes_code():
+    model, tok = ml.load_model("smollm2")
+    assert model.config.model_type == "llama"
+    assert sum(p.numel() for p in model.parameters()) > 100_000_000
+    request = "Write a Python function is_even(n) that returns True if n is even."
+    text = tok.apply_chat_template(
+        [{"role": "user", "content": request}], tokenize=False, add_generation_prompt=True
+    )
+    out = ml.generate(model, tok, [text], 40)[0]
+    assert "def is_even" in out and "%" in out

@@ -1,0 +1,268 @@
+"""The train and eval stages on the ``tiny`` model: adapters, metrics, pass@1, best_adapter."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from heidi_engine import ml
+from heidi_engine.io import write_jsonl_atomic
+from heidi_engine.ml import adapters
+from heidi_engine.sandbox import SandboxResult
+from heidi_engine.stages import eval as eval_stage
+from heidi_engine.stages import train as train_stage
+from heidi_engine.stages.common import parse_args
+from heidi_engine.tasks import Task, eval_tasks, procedural
+
+pytestmark = pytest.mark.ml
+
+
+def samples_for(round: int, n: int) -> list[dict]:
+    """Clean samples in the SPEC schema, answered with the reference solutions."""
+    rows = []
+    for task in procedural.generate(100 + round, n, "train"):
+        rows.append({
+            "id": f"r{round}-{task.task_id}", "task_id": task.task_id, "task_source": "procedural",
+            "instruction": "", "prompt": task.prompt, "completion": task.canonical_solution,
+            "test": task.test, "entry_point": task.entry_point, "teacher": "reference",
+            "round": round, "metadata": {},
+        })
+    return rows
+
+
+@pytest.fixture
+def run_dir(out_dir, clean_env):
+    clean_env.setenv("BASE_MODEL", "tiny")
+    clean_env.setenv("TRAIN_STEPS", "6")
+    clean_env.setenv("LR", "0.01")
+    clean_env.setenv("SEQ_LEN", "256")
+    clean_env.setenv("BATCH_SIZE", "2")
+    clean_env.setenv("SEED", "3")
+    clean_env.setenv("HEIDI_FSYNC", "0")
+    clean_env.setenv("HEIDI_SANDBOX_WORKERS", "2")
+    clean_env.setattr(eval_stage, "EVAL_TASKS", 4)
+    clean_env.setattr(eval_stage, "MAX_NEW_TOKENS", 8)
+    return out_dir
+
+
+def write_round_data(out_dir, round: int, n_train: int = 6, n_val: int = 2) -> None:
+    rows = samples_for(round, n_train + n_val)
+    write_jsonl_atomic(out_dir / "data" / f"train_round_{round}.jsonl", rows[:n_train])
+    write_jsonl_atomic(out_dir / "data" / f"val_round_{round}.jsonl", rows[n_train:])
+
+
+def ctx_for(stage: str, out_dir, round: int):
+    return parse_args(stage, ["--round", str(round), "--out-dir", str(out_dir)])
+
+
+def heidi_lines(text: str) -> list[dict]:
+    prefix = "@heidi "
+    return [json.loads(line[len(prefix):]) for line in text.splitlines() if line.startswith(prefix)]
+
+
+def test_train_writes_adapter_and_metrics(run_dir, capsys):
+    write_round_data(run_dir, 1)
+    assert train_stage.main(["--round", "1", "--out-dir", str(run_dir)]) == 0
+    lora_dir = run_dir / "out_lora" / "round_1"
+    for name in ("adapter_model.safetensors", "adapter_config.json", "metrics.json",
+                 "tokenizer.json"):
+        assert (lora_dir / name).is_file(), name
+    # no temporary directories are left behind
+    assert sorted(p.name for p in (run_dir / "out_lora").iterdir()) == ["round_1"]
+    metrics = json.loads((lora_dir / "metrics.json").read_text())
+    assert metrics["base_model"] == "tiny" and metrics["resumed_from"] is None
+    assert metrics["steps"] == 6
+    assert len(metrics["losses"]) == len(metrics["step_seconds"]) == 6
+    assert metrics["method"] == "lora" and metrics["n_train_samples"] == 6
+    assert isinstance(metrics["val_loss"], float)
+    assert metrics["val_loss"] < metrics["val_loss_before"]
+    assert metrics["train_loss"] < metrics["train_loss_first"]
+    assert metrics["duration_s"] > 0
+    assert set(metrics["timings"]) >= {"load_s", "train_s", "save_s"}
+    events = heidi_lines(capsys.readouterr().out)
+    steps = [e for e in events if e["message"].startswith("step ")]
+    assert len(steps) == 6 and all(e["usage_delta"]["train_tokens"] > 0 for e in steps)
+    assert events[-1]["artifact_paths"] == ["out_lora/round_1/metrics.json"]
+
+
+def test_train_is_deterministic_by_seed(run_dir):
+    write_round_data(run_dir, 1)
+    first = train_stage.run(ctx_for("train", run_dir, 1))
+    second = train_stage.run(ctx_for("train", run_dir, 1))  # a re-run replaces the adapter
+    assert first["losses"] == second["losses"] and first["val_loss"] == second["val_loss"]
+    assert sorted(p.name for p in (run_dir / "out_lora").iterdir()) == ["round_1"]
+
+
+def test_train_fails_clearly_on_empty_or_missing_data(run_dir, capsys):
+    assert train_stage.main(["--round", "1", "--out-dir", str(run_dir)]) == 1
+    assert "input file missing" in capsys.readouterr().err
+    write_jsonl_atomic(run_dir / "data" / "train_round_1.jsonl", [])
+    write_jsonl_atomic(run_dir / "data" / "val_round_1.jsonl", [])
+    assert train_stage.main(["--round", "1", "--out-dir", str(run_dir)]) == 1
+    captured = capsys.readouterr()
+    assert "no training samples" in captured.err
+    assert heidi_lines(captured.out)[-1]["level"] == "error"
+    assert not (run_dir / "out_lora" / "round_1").exists()
+
+
+def test_train_rejects_a_bad_base_model(run_dir, clean_env, capsys):
+    write_round_data(run_dir, 1)
+    clean_env.setenv("BASE_MODEL", "/no/such/model.gguf")
+    assert train_stage.main(["--round", "1", "--out-dir", str(run_dir)]) == 2
+    assert "invalid value for BASE_MODEL" in capsys.readouterr().err
+
+
+def test_round_two_continues_from_best_adapter_with_half_the_steps(run_dir):
+    write_round_data(run_dir, 1)
+    write_round_data(run_dir, 2)
+    train_stage.run(ctx_for("train", run_dir, 1))
+    # Without a best adapter a later round starts afresh with the full budget.
+    fresh = train_stage.run(ctx_for("train", run_dir, 2))
+    assert fresh["resumed_from"] is None and fresh["steps"] == 6
+    adapters.point_best_adapter(run_dir, run_dir / "out_lora" / "round_1")
+    resumed = train_stage.run(ctx_for("train", run_dir, 2))
+    assert resumed["resumed_from"] == "out_lora/round_1" and resumed["steps"] == 3
+    # It starts from round 1's weights (lower loss than a fresh adapter) and its tokenizer.
+    assert resumed["val_loss_before"] < fresh["val_loss_before"]
+    assert (run_dir / "out_lora/round_2/tokenizer.json").read_bytes() == (
+        run_dir / "out_lora/round_1/tokenizer.json").read_bytes()
+
+
+def test_resuming_with_another_base_model_is_refused(run_dir, clean_env, tmp_path):
+    write_round_data(run_dir, 1)
+    write_round_data(run_dir, 2)
+    train_stage.run(ctx_for("train", run_dir, 1))
+    adapters.point_best_adapter(run_dir, run_dir / "out_lora" / "round_1")
+    gguf = tmp_path / "other.gguf"
+    gguf.write_bytes(b"GGUF")
+    clean_env.setenv("BASE_MODEL", str(gguf))
+    with pytest.raises(Exception, match="was trained on 'tiny'"):
+        train_stage.run(ctx_for("train", run_dir, 2))
+
+
+# --- scoring ---------------------------------------------------------------------------
+
+
+def test_completion_of_cuts_at_the_end_of_the_function():
+    task = procedural.generate(1, 1, "eval")[0]
+    generated = task.canonical_solution + "\nprint(" + task.entry_point + "(1))\ndef extra():\n"
+    completion = eval_stage.completion_of(task, generated)
+    assert "print(" not in completion and "extra" not in completion
+    assert eval_stage.function_ended("    return 1\nprint(2)")
+    assert not eval_stage.function_ended("    x = 1\n    return x\n")
+
+
+def test_pass_at_1_comes_from_the_sandbox_verdicts():
+    tasks = procedural.generate(5, 4, "eval")
+    seen_programs = []
+
+    def fake_generate(prompts):
+        assert prompts == [t.prompt for t in tasks]
+        wrong = "    return None\n"
+        return [t.canonical_solution if i % 2 == 0 else wrong for i, t in enumerate(tasks)]
+
+    def fake_sandbox(programs):
+        seen_programs.extend(programs)
+        return [SandboxResult(i != 2, "timeout" if i == 2 else "ok", 5)
+                for i in range(len(programs))]
+
+    results = eval_stage.evaluate_student(tasks, fake_generate, fake_sandbox)
+    assert [r["passed"] for r in results] == [True, True, False, True]
+    assert [r["reason"] for r in results][2] == "timeout"
+    assert eval_stage.pass_at_1(results) == 0.75
+    assert eval_stage.pass_at_1([]) == 0.0
+    assert seen_programs[0] == (tasks[0].prompt + results[0]["completion"] + "\n" + tasks[0].test
+                                + "\ncheck(" + tasks[0].entry_point + ")")
+
+
+@pytest.mark.parametrize(
+    ("candidate", "best", "expected"),
+    [
+        ({"pass_at_1": 0.1, "val_loss": 9.0}, None, True),
+        ({"pass_at_1": 0.5, "val_loss": 2.0}, {"pass_at_1": 0.4, "val_loss": 1.0}, True),
+        ({"pass_at_1": 0.3, "val_loss": 0.5}, {"pass_at_1": 0.4, "val_loss": 1.0}, False),
+        ({"pass_at_1": 0.4, "val_loss": 0.9}, {"pass_at_1": 0.4, "val_loss": 1.0}, True),
+        ({"pass_at_1": 0.4, "val_loss": 1.0}, {"pass_at_1": 0.4, "val_loss": 1.0}, False),
+        ({"pass_at_1": 0.4, "val_loss": None}, {"pass_at_1": 0.4, "val_loss": 1.0}, False),
+    ],
+)
+def test_is_improvement(candidate, best, expected):
+    assert eval_stage.is_improvement(candidate, best) is expected
+
+
+class ScriptedStudent:
+    """Stands in for ``ml.generate``: each call answers the tasks listed for it correctly."""
+
+    def __init__(self, tasks: list[Task], script: list[set[int]]):
+        self.by_prompt = {t.prompt: i for i, t in enumerate(tasks)}
+        self.tasks = tasks
+        self.script = list(script)
+        self.calls = 0
+
+    def __call__(self, model, tokenizer, prompts, max_new_tokens, **kwargs):
+        passing = self.script[self.calls]
+        self.calls += 1
+        out = []
+        for prompt in prompts:
+            index = self.by_prompt[prompt]
+            body = self.tasks[index].canonical_solution if index in passing else "    return None\n"
+            out.append(body + "\ndef unrelated():\n    pass\n")  # cut off by the stop rule
+        return out
+
+
+def test_eval_scores_rounds_and_moves_best_adapter_only_on_improvement(run_dir, clean_env):
+    config = ctx_for("eval", run_dir, 1).config
+    tasks = eval_tasks(config, 4)
+    # baseline, then the students of rounds 1, 2 and 3
+    student = ScriptedStudent(tasks, [{0}, {0, 1}, {3}, {0, 1, 2}])
+    clean_env.setattr(ml, "generate", student)
+
+    reports = {}
+    for round in (1, 2, 3):
+        write_round_data(run_dir, round)
+        train_stage.run(ctx_for("train", run_dir, round))
+        assert eval_stage.main(["--round", str(round), "--out-dir", str(run_dir)]) == 0
+        reports[round] = json.loads((run_dir / "eval" / f"report_round_{round}.json").read_text())
+
+    assert student.calls == 4  # the baseline was computed once and cached
+    baseline = json.loads((run_dir / "eval" / "baseline.json").read_text())
+    assert baseline["n_passed"] == 1 and baseline["key"]["task_ids"] == [t.task_id for t in tasks]
+    r1, r2, r3 = reports[1], reports[2], reports[3]
+    for report in reports.values():
+        assert {"round", "n_tasks", "n_passed", "pass_at_1", "val_loss", "baseline_pass_at_1",
+                "adapter", "tasks"} <= set(report)
+        assert report["n_tasks"] == 4 and report["baseline_pass_at_1"] == 0.25
+        assert [t["task_id"] for t in report["tasks"]] == [t.task_id for t in tasks]
+        assert isinstance(report["val_loss"], float)
+    assert (r1["n_passed"], r1["pass_at_1"], r1["promoted"]) == (2, 0.5, True)
+    assert [t["passed"] for t in r1["tasks"]] == [True, True, False, False]
+    assert (r2["n_passed"], r2["promoted"], r2["best_adapter"]) == (1, False, "out_lora/round_1")
+    assert (r3["n_passed"], r3["promoted"], r3["previous_best"]) == (3, True, "out_lora/round_1")
+    link = run_dir / "best_adapter"
+    assert link.is_symlink() and os.readlink(link) == "out_lora/round_3"
+    # Round 3 trained on top of round 1, the best adapter at the time, not round 2.
+    metrics3 = json.loads((run_dir / "out_lora/round_3/metrics.json").read_text())
+    assert metrics3["resumed_from"] == "out_lora/round_1"
+    assert not [p for p in run_dir.iterdir() if ".tmp" in p.name]
+
+
+def test_eval_runs_the_real_student(run_dir, capsys):
+    write_round_data(run_dir, 1)
+    train_stage.run(ctx_for("train", run_dir, 1))
+    report = eval_stage.run(ctx_for("eval", run_dir, 1))
+    assert report["n_tasks"] == 4
+    assert report["pass_at_1"] == report["n_passed"] / 4
+    assert all(set(t) >= {"task_id", "passed", "reason"} for t in report["tasks"])
+    assert report["adapter"] == "out_lora/round_1" and report["promoted"]
+    assert os.readlink(run_dir / "best_adapter") == "out_lora/round_1"
+    assert report["timings"]["student_generate_s"] > 0
+    messages = [e["message"] for e in heidi_lines(capsys.readouterr().out)]
+    assert any(m.startswith("student: generated 4/4") for m in messages)
+
+
+def test_eval_without_adapter_fails_clearly(run_dir, capsys):
+    assert eval_stage.main(["--round", "1", "--out-dir", str(run_dir)]) == 1
+    assert "run the train stage first" in capsys.readouterr().err
+    assert not (run_dir / "eval" / "report_round_1.json").exists()
