@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 
+from heidi_engine.api.launcher import find_heidid
 from heidi_engine.errors import ConfigError, JournalError, RunLockedError
 
 SCRIPTS = Path(__file__).parent / "stage_scripts"
@@ -209,21 +210,12 @@ def test_kill_at_point_then_resume(backend, out_dir, point):
 # ----- heidid as a black box ------------------------------------------------------------
 
 
-def heidid_path() -> Path | None:
-    try:
-        import heidi_cpp
-    except ImportError:
-        return None
-    path = Path(heidi_cpp.__file__).parent / "heidid"
-    return path if path.exists() else None
-
-
 def start_heidid(out_dir: Path, **extra: str) -> subprocess.Popen:
-    binary = heidid_path()
+    binary = find_heidid()
     if binary is None:
         if os.environ.get("HEIDI_REQUIRE_NATIVE") == "1":
-            pytest.fail("heidid not built next to heidi_cpp")
-        pytest.skip("heidid not built next to heidi_cpp")
+            pytest.fail("heidid not found (HEIDID, beside heidi_cpp, scripts dir or PATH)")
+        pytest.skip("heidid not built")
     # stdout (the "listening" line) goes to a file, so readiness can be polled.
     with open(out_dir.parent / "heidid.out", "wb") as ready_file:
         return subprocess.Popen(
