@@ -43,7 +43,7 @@ pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
 # torch is pinned to the CPU build; installed first so nothing pulls a CUDA build.
 "${pip[@]}" "torch==2.13.0"
 extras="ml,data"
-[ "$mode" = run ] || extras="$extras,test"
+[ "$mode" = run ] || extras="$extras,test,bench"
 if [ "$mode" = dev ]; then
   "${pip[@]}" scikit-build-core pybind11 ninja cmake
   "${pip[@]}" --no-build-isolation -C build-dir=build/editable -e ".[$extras]"
