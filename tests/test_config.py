@@ -44,7 +44,7 @@ DEFAULT_ENV = {
     "HEIDI_TEACHER_CONCURRENCY": "8",
     "BASE_MODEL": "smollm2",
     "TRAIN_STEPS": "30",
-    "LR": "0.0005",
+    "LR": "0.0015",
     "LORA_R": "8",
     "LORA_ALPHA": "16",
     "SEQ_LEN": "384",

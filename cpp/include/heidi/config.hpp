@@ -42,7 +42,7 @@ struct Config {
     std::int64_t teacher_concurrency = 8;
     std::string base_model = "smollm2";
     std::int64_t train_steps = 30;
-    double lr = 0.0005;
+    double lr = 0.0015;
     std::int64_t lora_r = 8;
     std::int64_t lora_alpha = 16;
     std::int64_t seq_len = 384;

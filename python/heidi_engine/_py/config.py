@@ -80,7 +80,7 @@ _FIELDS: tuple[_Field, ...] = (
     _Field("teacher_concurrency", "HEIDI_TEACHER_CONCURRENCY", "int", 8, minimum=1),
     _Field("base_model", "BASE_MODEL", "str", "smollm2"),
     _Field("train_steps", "TRAIN_STEPS", "int", 30, minimum=1),
-    _Field("lr", "LR", "float", 0.0005, float_ok=">0"),
+    _Field("lr", "LR", "float", 0.0015, float_ok=">0"),
     _Field("lora_r", "LORA_R", "int", 8, minimum=1),
     _Field("lora_alpha", "LORA_ALPHA", "int", 16, minimum=1),
     _Field("seq_len", "SEQ_LEN", "int", 384, minimum=16),
@@ -263,7 +263,7 @@ class Config:
     teacher_concurrency: int = 8
     base_model: str = "smollm2"
     train_steps: int = 30
-    lr: float = 0.0005
+    lr: float = 0.0015
     lora_r: int = 8
     lora_alpha: int = 16
     seq_len: int = 384
