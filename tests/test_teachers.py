@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import SimpleNamespace
@@ -239,3 +240,25 @@ def test_local_teacher_uses_the_ml_module(monkeypatch):
     [answer] = teacher.answer([task])
     assert calls["model"] == "my-model" and PROMPT.rstrip() in calls["prompts"][0]
     assert answer.completion == "    return a + b\n" and answer.completion_tokens > 0
+
+
+@pytest.mark.ml
+@pytest.mark.slow
+def test_local_teacher_answers_with_the_real_smollm2(tmp_path):
+    """The `local` teacher end to end: the shipped SmolLM2 GGUF answers real tasks."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("HEIDI_")}
+    env.update(HEIDI_TEACHER="local", SAMPLES_PER_ROUND="2", BASE_MODEL="smollm2")
+    result = subprocess.run(
+        [sys.executable, "-m", "heidi_engine.stages.generate", "--round", "1",
+         "--out-dir", str(tmp_path)],
+        env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = [json.loads(line) for line in
+            (tmp_path / "data" / "raw_round_1.jsonl").read_text().splitlines()]
+    assert len(rows) == 2
+    assert all(row["teacher"] == "local" and row["completion"].strip() for row in rows)
+    assert '"completion_tokens"' in result.stdout  # token usage was reported
