@@ -10,11 +10,14 @@ from __future__ import annotations
 import argparse
 import os
 import random
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..io import read_jsonl, write_jsonl_atomic
+from ..errors import ConfigError
+from ..io import JsonlError, read_jsonl, write_jsonl_atomic
+from ..telemetry import emit_event
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,29 @@ def parse_args(stage: str, argv: Sequence[str] | None = None) -> StageContext:
 
     config = Config.from_env(out_dir=args.out_dir)
     return StageContext(stage, RoundPaths(Path(args.out_dir), args.round), config)
+
+
+def run_stage(
+    stage: str,
+    body: Callable[[StageContext], int | None],
+    argv: Sequence[str] | None = None,
+    *,
+    config_errors: tuple[type[BaseException], ...] = (),
+    input_errors: tuple[type[BaseException], ...] = (),
+) -> int:
+    """Run a stage with the exit convention of every stage: 0 done, 2 a configuration
+    error, 1 unusable input. The error is printed and reported as a progress event, so
+    the Core's journal says why the stage failed."""
+    try:
+        return body(parse_args(stage, argv)) or 0
+    except (ConfigError, *config_errors) as exc:
+        print(f"{stage}: error: {exc}", file=sys.stderr)
+        emit_event("progress", f"configuration error: {exc}", level="error")
+        return 2
+    except (FileNotFoundError, JsonlError, *input_errors) as exc:
+        print(f"{stage}: error: {exc}", file=sys.stderr)
+        emit_event("progress", f"failed: {exc}", level="error")
+        return 1
 
 
 def split_train_val(samples: list[dict], val_ratio: float, seed: int, round: int) -> tuple[list, list]:

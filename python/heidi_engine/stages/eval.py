@@ -20,12 +20,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .. import prompts
-from ..errors import ConfigError, HeidiError
-from ..io import JsonlError, write_json_atomic
+from ..errors import HeidiError
+from ..io import write_json_atomic
 from ..sandbox import SandboxLimits, SandboxResult, build_program, run_many
 from ..tasks import Task, TaskFileError, eval_tasks
-from ..telemetry import emit_event, progress
-from .common import StageContext, parse_args, read_samples
+from ..telemetry import progress
+from .common import StageContext, read_samples, run_stage
 
 # Held-out tasks per evaluation and the generation budget per task: sized so that the
 # default run (SmolLM2-135M on 2 CPU cores) evaluates a round in about a minute.
@@ -234,18 +234,8 @@ def run(ctx: StageContext) -> dict:
     return report
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    ctx = parse_args("eval", argv)
-    try:
-        report = run(ctx)
-    except (ConfigError, TaskFileError) as exc:
-        print(f"eval: error: {exc}", file=sys.stderr)
-        emit_event("progress", f"configuration error: {exc}", level="error")
-        return 2
-    except (EvalInputError, FileNotFoundError, JsonlError) as exc:
-        print(f"eval: error: {exc}", file=sys.stderr)
-        emit_event("progress", f"failed: {exc}", level="error")
-        return 1
+def _run_and_report(ctx: StageContext) -> int:
+    report = run(ctx)
     val = report["val_loss"]
     progress(
         f"round {report['round']} pass@1 {report['n_passed']}/{report['n_tasks']} "
@@ -255,6 +245,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     return 0
 
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_stage("eval", _run_and_report, argv, config_errors=(TaskFileError,),
+                     input_errors=(EvalInputError,))
 
 if __name__ == "__main__":
     sys.exit(main())

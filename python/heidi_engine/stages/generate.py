@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..errors import ConfigError
-from ..io import JsonlError, iter_jsonl, write_jsonl_atomic
+from ..io import iter_jsonl, write_jsonl_atomic
 from ..prompts import teacher_instruction
 from ..tasks import procedural
 from ..tasks.llm_gen import TOPICS, InventionError, invention_prompt, parse_invented_task
@@ -33,7 +33,7 @@ from ..tasks.model import Task, TaskFileError, load_task_file
 from ..tasks.sources import check_task_source, eval_task_ids, find_task, select_file_tasks
 from ..teachers import Answer, Teacher, make_teacher
 from ..telemetry import emit_event, progress
-from .common import RoundPaths, StageContext, parse_args
+from .common import RoundPaths, StageContext, run_stage
 
 VARIANTS_PER_FAILED_TASK = 2
 INVENTION_ATTEMPTS = 3  # tries per llm_gen slot before it is given up
@@ -331,18 +331,8 @@ def run(ctx: StageContext) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    try:
-        ctx = parse_args("generate", argv)
-        return run(ctx)
-    except (ConfigError, TaskFileError) as exc:
-        print(f"generate: error: {exc}", file=sys.stderr)
-        emit_event("progress", f"configuration error: {exc}", level="error")
-        return 2
-    except (JsonlError, ValueError, RuntimeError) as exc:
-        print(f"generate: error: {exc}", file=sys.stderr)
-        emit_event("progress", f"failed: {exc}", level="error")
-        return 1
-
+    return run_stage("generate", run, argv, config_errors=(TaskFileError,),
+                     input_errors=(ValueError, RuntimeError))
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -19,9 +19,9 @@ from pathlib import Path
 
 from .. import prompts
 from ..errors import ConfigError, HeidiError
-from ..io import JsonlError, write_json_atomic
-from ..telemetry import emit_event, progress
-from .common import StageContext, parse_args, read_samples
+from ..io import write_json_atomic
+from ..telemetry import progress
+from .common import StageContext, read_samples, run_stage
 
 
 class TrainingDataError(HeidiError, ValueError):
@@ -212,18 +212,8 @@ def _check_same_base_model(adapter_dir: Path, base_model: str) -> None:
         )
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    ctx = parse_args("train", argv)
-    try:
-        metrics = run(ctx)
-    except ConfigError as exc:
-        print(f"train: error: {exc}", file=sys.stderr)
-        emit_event("progress", f"configuration error: {exc}", level="error")
-        return 2
-    except (TrainingDataError, FileNotFoundError, JsonlError, FloatingPointError) as exc:
-        print(f"train: error: {exc}", file=sys.stderr)
-        emit_event("progress", f"failed: {exc}", level="error")
-        return 1
+def _run_and_report(ctx: StageContext) -> int:
+    metrics = run(ctx)
     val = metrics["val_loss"]
     progress(
         f"trained {metrics['steps']} steps in {metrics['duration_s']:.1f} s: train loss "
@@ -232,6 +222,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     return 0
 
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_stage("train", _run_and_report, argv,
+                     input_errors=(TrainingDataError, FloatingPointError))
 
 if __name__ == "__main__":
     sys.exit(main())
