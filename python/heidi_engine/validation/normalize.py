@@ -25,12 +25,7 @@ def _expand_indent(match: re.Match) -> str:
 
 def normalize_code(text: str, applied: set[str]) -> str:
     # Each check is a cheap substring test, so clean text is never copied.
-    if "\x00" in text:
-        text = text.replace("\x00", "")
-        applied.add("nul")
-    if "\r" in text:
-        text = text.replace("\r\n", "\n").replace("\r", "\n")
-        applied.add("line_endings")
+    text = normalize_text(text, applied)
     if " \n" in text or "\t\n" in text or "\f\n" in text or "\v\n" in text:
         text = _TRAILING_WS.sub("", text)
         applied.add("trailing_whitespace")
