@@ -113,7 +113,7 @@ def test_state_file_is_the_status_snapshot(backend, cores, out_dir):
     assert list(state) == [
         "schema", "run_id", "mode", "state", "paused", "stage", "current_round",
         "rounds_total", "last_write_ts", "counts", "train_now_pending", "stop_requested",
-        "last_completed", "last_error", "journal_head",
+        "last_completed", "last_error", "journal_head", "waiting_for_train_now",
     ]
     assert state["journal_head"]["seq"] == len(events(out_dir))
 
@@ -694,7 +694,7 @@ def test_status_says_whether_train_now_is_awaited(backend, cores, out_dir, tests
     core.tick()  # generate
     core.tick()  # validate: with tests on, the round is not collected yet
     assert status(core)["waiting_for_train_now"] is (not tests_on)
-    core.stop()
+    assert core.train_now() is (not tests_on)
     assert status(core)["waiting_for_train_now"] is False
     assert list(status(core))[-1] == "waiting_for_train_now"  # after SPEC's keys
 

@@ -91,7 +91,7 @@ public:
 
     // Waits up to the idle timeout for the next request to begin; false when none does,
     // the client closed, or the server is stopping.
-    bool wait_for_request(const std::atomic<httplib::socket_t>& listener) {
+    bool wait_for_request(const std::atomic<socket_t>& listener) {
         if (pos_ < len_) return true;
         auto deadline = Clock::now() + std::chrono::seconds(kIdleTimeoutS);
         while (listener != INVALID_SOCKET) {
@@ -146,7 +146,7 @@ public:
         socklen_t len = sizeof addr;
         if (::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len) == 0) ip = address_text(addr, port);
     }
-    httplib::socket_t socket() const override { return fd_; }
+    socket_t socket() const override { return fd_; }
 
     // Exactly n bytes, or false (the client closed or was too slow).
     bool read_exact(std::string& out, std::size_t n) {
@@ -235,7 +235,7 @@ BodyOutcome read_body(const httplib::Request& req, ConnectionStream& strm) {
             if (size == 0) break;
             if (size > kMaxBodyBytes - out.body.size()) return refuse(413, library_error_text(413));
             if (!strm.read_exact(out.body, size)) return refuse(400, "invalid chunked body");
-            auto end = strm.read_line(0);
+            auto end = strm.read_line(1);  // room for the CR of CRLF
             if (!end || !end->empty()) return refuse(400, "invalid chunked body");
         }
         for (int i = 0;; ++i) {  // trailers, up to the empty line
@@ -317,7 +317,7 @@ public:
     }
 
 private:
-    bool process_and_close_socket(httplib::socket_t sock) override {
+    bool process_and_close_socket(socket_t sock) override {
         struct Slot {
             std::atomic<int>& count;
             int number;
@@ -344,7 +344,7 @@ private:
         return ret;
     }
 
-    static void refuse_connection(httplib::socket_t sock) {
+    static void refuse_connection(socket_t sock) {
         ApiResponse busy = error_response(
             503, "too many connections (limit " + std::to_string(kMaxConnections) + ")");
         std::string text = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
