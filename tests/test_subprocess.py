@@ -134,6 +134,24 @@ def test_not_executable_is_a_spawn_error(backend, tmp_path):
     assert info.value.errno == errno.EACCES
 
 
+def test_an_executable_without_interpreter_line_is_enoexec(backend, tmp_path):
+    # execvp would run it with /bin/sh; both runners exec it as it is.
+    marker = tmp_path / "ran"
+    script = tmp_path / "no-shebang"
+    script.write_text(f"touch {marker}\n")
+    script.chmod(0o755)
+    with pytest.raises(SpawnError) as info:
+        backend.Subprocess.run([str(script)], 5)
+    assert info.value.errno == errno.ENOEXEC
+    assert info.value.filename == str(script)
+    assert not marker.exists()
+
+
+def test_the_child_environment_is_exactly_the_one_given(backend):
+    result = backend.Subprocess.run(["/usr/bin/env"], 5, env={"LC_ALL": "", "A": "b=c"})
+    assert sorted(result.stdout.splitlines()) == [b"A=b=c", b"LC_ALL="]
+
+
 def test_exit_127_is_not_a_spawn_error(backend):
     result = backend.Subprocess.run(["sh", "-c", "exit 127"], 5)
     assert result.exit_code == 127 and not result.ok

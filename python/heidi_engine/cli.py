@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import HeidiError, TransitionError
+from .io import JsonlError
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -769,7 +770,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CliError as exc:
         print(f"heidi: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    except (HeidiError, ImportError) as exc:
+    except (HeidiError, ImportError, JsonlError) as exc:
         print(f"heidi: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except BrokenPipeError:

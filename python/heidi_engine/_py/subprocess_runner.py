@@ -127,10 +127,18 @@ def resolve_executable(name: str, env: Mapping[str, str] | None, cwd: str | None
 # death to the runner (PR_SET_PDEATHSIG = SIGKILL), exits 127 if the runner is already
 # gone, and execs the target itself. An exec failure (ENOEXEC for a file without "#!",
 # unlike execvp's /bin/sh fallback) goes back through a pipe, so the runner raises
-# SpawnError as the native runner does. argv: parent pid, error pipe fd, path, argv...
+# SpawnError as the native runner does. The child's environment comes on a pipe (NUL-
+# separated NAME=value), not from the helper's own, which the interpreter may change at
+# start (locale coercion sets LC_CTYPE). argv: parent pid, error pipe fd, environment
+# pipe fd, path, argv...
 _EXEC_HELPER = """\
 import ctypes, os, sys
 fd = int(sys.argv[2])
+chunks = []
+while chunk := os.read(int(sys.argv[3]), 65536):
+    chunks.append(chunk)
+os.close(int(sys.argv[3]))
+env = dict(item.split(b"=", 1) for item in b"".join(chunks).split(b"\\0") if item)
 def fail(code):
     os.write(fd, str(code).encode())
     os._exit(127)
@@ -144,7 +152,7 @@ if os.getppid() != int(sys.argv[1]):
     os._exit(127)
 os.set_inheritable(fd, False)
 try:
-    os.execv(sys.argv[3], sys.argv[4:])
+    os.execve(sys.argv[4], sys.argv[5:], env)
 except OSError as exc:
     fail(exc.errno or 0)
 """
@@ -157,6 +165,17 @@ def _helper_python() -> str:
         raise SpawnError(errno.ENOENT, "no Python interpreter to bind the child's death "
                          "signal with (sys.executable is empty)", "python")
     return sys.executable
+
+
+def _send_environment(fd: int, env: Mapping[str, str] | None) -> None:
+    items = os.environb.items() if env is None else (
+        (os.fsencode(k), os.fsencode(v)) for k, v in env.items())
+    data = b"\0".join(k + b"=" + v for k, v in items)
+    try:
+        with open(fd, "wb", closefd=True) as pipe:
+            pipe.write(data)
+    except BrokenPipeError:
+        pass  # the helper is gone: its exit status is the result
 
 
 def _spawn_failure(read_fd: int) -> int | None:
@@ -252,8 +271,9 @@ class Subprocess:
 
         executable = resolve_executable(argv[0], env, cwd_str)
         read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+        env_read_fd, env_write_fd = os.pipe2(os.O_CLOEXEC)
         command = [_helper_python(), "-I", "-S", "-c", _EXEC_HELPER, str(os.getpid()),
-                   str(write_fd), executable, *argv]
+                   str(write_fd), str(env_read_fd), executable, *argv]
         try:
             try:
                 proc = subprocess.Popen(
@@ -265,18 +285,21 @@ class Subprocess:
                     cwd=cwd_str,
                     start_new_session=True,
                     close_fds=True,
-                    pass_fds=(write_fd,),
+                    pass_fds=(write_fd, env_read_fd),
                     bufsize=0,
                 )
             except OSError as exc:
                 raise SpawnError(exc.errno, exc.strerror, exc.filename or argv[0]) from exc
-            os.close(write_fd)
-            write_fd = -1
+            for fd in (write_fd, env_read_fd):
+                os.close(fd)
+            write_fd = env_read_fd = -1
+            sending, env_write_fd = env_write_fd, -1
+            _send_environment(sending, env)
             failure = _spawn_failure(read_fd)
         finally:
-            os.close(read_fd)
-            if write_fd >= 0:
-                os.close(write_fd)
+            for fd in (read_fd, write_fd, env_read_fd, env_write_fd):
+                if fd >= 0:
+                    os.close(fd)
         if failure is not None:
             proc.wait()
             proc.stdout.close()
