@@ -19,7 +19,7 @@ import pytest
 
 from heidi_engine.api import MAX_BODY_BYTES, load_document, route_table
 from heidi_engine.api.launcher import SERVER_KINDS, ServerProcess, find_heidid
-from heidi_engine.server import IDLE_TIMEOUT_S, MAX_CONNECTIONS, REQUEST_TIMEOUT_S
+from heidi_engine.server import IDLE_TIMEOUT_S, LISTEN_BACKLOG, MAX_CONNECTIONS, REQUEST_TIMEOUT_S
 
 pytestmark = pytest.mark.daemon
 
@@ -584,6 +584,16 @@ def test_head_answers_like_get_without_a_body(kind, launch):
     assert Client(server).request("HEAD", "/api/v1/status", token=None)[0] == 401
     code, headers, _ = Client(server).request("HEAD", "/api/v1/action/stop")
     assert code == 405 and headers["Allow"] == "POST"
+
+
+def test_listen_backlog_is_not_httplibs_5(kind, launch):
+    ss = shutil.which("ss")
+    if ss is None:
+        pytest.skip("needs ss (iproute2) to read the listen backlog")
+    server = launch(kind, "--no-start")
+    out = subprocess.run([ss, "-ltnH", f"sport = :{server.port}"], capture_output=True,
+                         text=True, check=True).stdout.split()
+    assert int(out[2]) == min(LISTEN_BACKLOG, int(Path("/proc/sys/net/core/somaxconn").read_text()))
 
 
 def test_binding_beyond_loopback_warns(kind, launch):
