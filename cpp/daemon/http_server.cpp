@@ -350,7 +350,15 @@ private:
         std::string text = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
                            "Content-Length: " + std::to_string(busy.body.size()) +
                            "\r\nConnection: close\r\nRetry-After: 1\r\n\r\n" + busy.body;
-        if (poll_one(sock, POLLOUT, 1000)) (void)::send(sock, text.data(), text.size(), MSG_NOSIGNAL);
+        if (!poll_one(sock, POLLOUT, 1000)) return;
+        (void)::send(sock, text.data(), text.size(), MSG_NOSIGNAL);
+        // Read (and drop) what the client already sent, briefly: closing with unread data
+        // would reset the connection and could discard the answer before it is read.
+        ::shutdown(sock, SHUT_WR);
+        char sink[4096];
+        auto until = Clock::now() + std::chrono::milliseconds(200);
+        while (poll_one(sock, POLLIN, millis_until(until)) && ::recv(sock, sink, sizeof sink, 0) > 0) {
+        }
     }
 
     std::atomic<int> open_connections_{0};

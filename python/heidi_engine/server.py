@@ -540,6 +540,10 @@ class _ThreadingServer(ThreadingHTTPServer):
         try:
             request.setblocking(False)  # never stall the accept loop on this client
             request.send(head.encode() + body)
+            # Drop what already arrived: closing with unread data would reset the
+            # connection and could discard the answer before the client reads it.
+            while request.recv(65536):
+                pass
         except OSError:
             pass
         self.shutdown_request(request)

@@ -132,29 +132,30 @@ def resolve_executable(name: str, env: Mapping[str, str] | None, cwd: str | None
 # start (locale coercion sets LC_CTYPE). argv: parent pid, error pipe fd, environment
 # pipe fd, path, argv...
 _EXEC_HELPER = """\
-import ctypes, os, sys
+import os, sys
 fd = int(sys.argv[2])
 chunks = []
 while chunk := os.read(int(sys.argv[3]), 65536):
     chunks.append(chunk)
 os.close(int(sys.argv[3]))
 env = dict(item.split(b"=", 1) for item in b"".join(chunks).split(b"\\0") if item)
-def fail(code):
-    os.write(fd, str(code).encode())
+def fail(kind, code):
+    os.write(fd, f"{kind}{code}".encode())
     os._exit(127)
 try:
+    import ctypes
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(1, 9, 0, 0, 0) != 0:
-        fail(ctypes.get_errno())
-except (OSError, AttributeError):
-    fail(0)
+        fail("prctl:", ctypes.get_errno())
+except (ImportError, OSError, AttributeError) as exc:
+    fail("prctl:", f"{type(exc).__name__}: {exc}")
 if os.getppid() != int(sys.argv[1]):
     os._exit(127)
 os.set_inheritable(fd, False)
 try:
     os.execve(sys.argv[4], sys.argv[5:], env)
 except OSError as exc:
-    fail(exc.errno or 0)
+    fail("exec:", exc.errno or 0)
 """
 
 
@@ -178,12 +179,19 @@ def _send_environment(fd: int, env: Mapping[str, str] | None) -> None:
         pass  # the helper is gone: its exit status is the result
 
 
-def _spawn_failure(read_fd: int) -> int | None:
-    """The helper's report: None when the target was exec'd, else its errno (0: no prctl)."""
+def _spawn_failure(read_fd: int, name: str) -> SpawnError | None:
+    """The helper's report: None when the target was exec'd, else the error to raise."""
     data = b""
-    while chunk := os.read(read_fd, 64):
+    while chunk := os.read(read_fd, 4096):
         data += chunk
-    return int(data) if data else None
+    if not data:
+        return None
+    kind, _, detail = data.decode("utf-8", "replace").partition(":")
+    if kind == "exec" and detail.isdigit() and int(detail):
+        return SpawnError(int(detail), os.strerror(int(detail)), name)
+    reason = os.strerror(int(detail)) if detail.isdigit() else detail
+    return SpawnError(errno.ENOSYS, "cannot bind the child's death to the runner "
+                      f"(prctl PR_SET_PDEATHSIG: {reason})", name)
 
 
 class _LineSplitter:
@@ -295,7 +303,7 @@ class Subprocess:
             write_fd = env_read_fd = -1
             sending, env_write_fd = env_write_fd, -1
             _send_environment(sending, env)
-            failure = _spawn_failure(read_fd)
+            failure = _spawn_failure(read_fd, argv[0])
         finally:
             for fd in (read_fd, write_fd, env_read_fd, env_write_fd):
                 if fd >= 0:
@@ -304,10 +312,7 @@ class Subprocess:
             proc.wait()
             proc.stdout.close()
             proc.stderr.close()
-            if failure == 0:
-                raise SpawnError(errno.ENOSYS, "cannot bind the child's death to the runner "
-                                 "(prctl PR_SET_PDEATHSIG unavailable)", argv[0])
-            raise SpawnError(failure, os.strerror(failure), argv[0])
+            raise failure
         try:
             return _supervise(
                 proc, started, timeout_s, max_output_bytes, kill_grace_s, on_stdout_line, cancel
