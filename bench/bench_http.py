@@ -93,5 +93,7 @@ def run(report) -> None:
     report.add("http_status_errors_heidid", errors, "errors", higher_is_better=False,
                target="0", met=errors == 0)
     report.add("http_status_rps_python_64conn", py_rps, "req/s")
+    report.add("http_status_errors_python", py_errors, "errors", higher_is_better=False,
+               target="0", met=py_errors == 0)
     print(f"  heidid: {total} requests, {errors} errors; python: {py_total} requests, "
           f"{py_errors} errors ({CONNECTIONS} connections, {DURATION_S} s, a stage running)")

@@ -62,3 +62,32 @@ def clean_env(monkeypatch):
         if key.startswith(prefixes) and key not in keep:
             monkeypatch.delenv(key)
     return monkeypatch
+
+
+@pytest.fixture
+def unprivileged() -> list[str]:
+    """A command prefix under which file modes bind: nothing for a non-root user; for root,
+    setpriv dropping CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH (which bypass them)."""
+    import shutil
+
+    if os.geteuid() != 0:
+        return []
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("needs setpriv to drop the capabilities that bypass file modes")
+    no_override = "-dac_override,-dac_read_search"
+    return [setpriv, f"--bounding-set={no_override}", f"--inh-caps={no_override}", "--"]
+
+
+def missing_native(what: str) -> None:
+    """Skip a test whose native part (heidid, a browser, ...) is missing, or fail it
+    where ``HEIDI_REQUIRE_NATIVE=1`` (CI): there, everything native must run."""
+    if os.environ.get("HEIDI_REQUIRE_NATIVE") == "1":
+        pytest.fail(f"{what} required (HEIDI_REQUIRE_NATIVE=1) but not found")
+    pytest.skip(f"{what} not found")
+
+
+@pytest.fixture
+def need_native():
+    """``need_native(what)``: skip, or fail under ``HEIDI_REQUIRE_NATIVE=1``."""
+    return missing_native

@@ -199,3 +199,135 @@ def test_doctor_reports_backends_and_libraries():
     assert set(report["packages"]) >= {"torch", "transformers", "peft", "bitsandbytes"}
     assert "isolation" in report["sandbox"] or "error" in report["sandbox"]
     assert heidi("doctor", env=cli_env()).returncode == 0
+
+
+# ----- a corrupt, foreign or unreadable run directory -----------------------------------
+
+
+def _finished_run(backend_name: str, out_dir: Path) -> None:
+    env = cli_env(backend_name, HEIDI_MOCK_SUBPROCESSES="1", ROUNDS="1")
+    assert heidi("run", "--out-dir", str(out_dir), env=env).returncode == 0
+    (out_dir / "data").mkdir(exist_ok=True)
+    (out_dir / "data" / "train_round_1.jsonl").write_text('{"id": "a"}\n')
+
+
+def _files(out_dir: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(out_dir)): p.read_bytes() for p in sorted(out_dir.rglob("*"))
+            if p.is_file() and p.name != "run.lock"}
+
+
+STATE = "state/run_state.json"
+JOURNAL = "journal/events.jsonl"
+DATA = "data/train_round_1.jsonl"
+
+
+def _set_state(key: str, value: object):
+    def change(path: Path) -> None:
+        state = json.loads(path.read_text())
+        state[key] = value
+        path.write_text(json.dumps(state))
+    return change
+
+
+# (case, file, how it is spoiled, the problem named, commands that must refuse it)
+BAD_FILES = [
+    ("state-not-json", STATE, lambda p: p.write_text('{"schema": '), "not valid JSON",
+     ("status", "run", "serve", "heidid")),
+    ("state-deeply-nested", STATE, lambda p: p.write_text("[" * 100_000), "not valid JSON",
+     ("status", "run", "serve", "heidid")),
+    ("state-foreign", STATE, lambda p: p.write_text('{"name": "not a run"}'),
+     "missing key 'schema'", ("status", "run", "serve", "heidid")),
+    ("state-bogus-state", STATE, _set_state("state", "BOGUS"), "invalid value for 'state'",
+     ("status", "run", "serve", "heidid")),
+    ("state-unreadable", STATE, lambda p: p.chmod(0), "Permission denied",
+     ("status", "run", "verify", "serve", "heidid")),
+    ("journal-unreadable", JOURNAL, lambda p: p.chmod(0), "Permission denied",
+     ("run", "verify", "events", "serve", "heidid")),
+    ("journal-not-json", JOURNAL, lambda p: p.write_bytes(p.read_bytes() + b"garbage\n"),
+     "fails verification at line", ("run", "serve", "heidid")),
+    ("data-not-utf8", DATA, lambda p: p.write_bytes(b'{"id": "\xff"}\n'), "not valid UTF-8",
+     ("export",)),
+    ("data-unreadable", DATA, lambda p: p.chmod(0), "Permission denied", ("export",)),
+]
+# Commands whose outcome depends on the engine backend run over both.
+BACKEND_COMMANDS = ("run", "verify", "serve")
+
+
+def _command(name: str, out_dir: Path, tmp_path: Path) -> list[str]:
+    if name == "heidid":
+        from heidi_engine.api.launcher import find_heidid
+
+        return [find_heidid() or "heidid", "--out-dir", str(out_dir), "--port", "0", "--no-start"]
+    extra = {"serve": ["--port", "0", "--no-start"], "export": ["-o", str(tmp_path / "export")],
+             "run": ["--quiet"]}.get(name, [])
+    return [sys.executable, "-m", "heidi_engine.cli", name, "--out-dir", str(out_dir), *extra]
+
+
+@pytest.mark.parametrize(("case", "rel", "spoil", "problem", "commands"), BAD_FILES,
+                         ids=[case[0] for case in BAD_FILES])
+def test_a_bad_run_directory_gets_one_line_naming_the_file(backend, tmp_path, unprivileged,
+                                                           case, rel, spoil, problem, commands):
+    out_dir = tmp_path / "out"
+    _finished_run(backend.name, out_dir)
+    path = out_dir / rel
+    spoil(path)
+    before = _files(out_dir)
+    env = cli_env(backend.name, ROUNDS="2", HEIDI_MOCK_SUBPROCESSES="1")
+    for name in commands:
+        if backend.name == "python" and name == "heidid":
+            continue  # heidid is the native server
+        if backend.name == "native" and name not in (*BACKEND_COMMANDS, "heidid"):
+            continue  # the same Python code on both backends
+        result = subprocess.run([*unprivileged, *_command(name, out_dir, tmp_path)], env=env,
+                                capture_output=True, text=True, timeout=60)
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 1, (name, result.stdout, result.stderr)
+        assert len(lines) == 1 and str(path) in lines[0] and problem in lines[0], (name, lines)
+        assert "Traceback" not in result.stderr
+        assert _files(out_dir) == before, f"{name} changed the run directory"
+
+
+def test_doctor_finds_heidid_as_the_launcher_does(tmp_path):
+    fake = tmp_path / "bin" / "heidid"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\n")
+    fake.chmod(0o755)
+    report = json.loads(heidi("doctor", "--json", env=cli_env(HEIDID=str(fake))).stdout)
+    assert report["heidid"] == str(fake)
+    # Off PATH (beside heidi_cpp or in the scripts directory): found all the same.
+    env = cli_env(PATH="/usr/bin:/bin")
+    env.pop("HEIDID", None)
+    lookup = subprocess.run(
+        [sys.executable, "-c", "from heidi_engine.api.launcher import find_heidid; print(find_heidid())"],
+        env=env, capture_output=True, text=True, timeout=60, check=True).stdout.strip()
+    reported = json.loads(heidi("doctor", "--json", env=env).stdout)["heidid"]
+    assert str(reported) == lookup
+    if os.environ.get("HEIDI_REQUIRE_NATIVE") == "1":
+        assert reported is not None
+
+
+def test_run_after_a_crash_during_testing_of_a_collect_run(backend, out_dir):
+    """The run resumes with the test stage (it is not yet waiting for train-now)."""
+    env = cli_env(backend.name, PIPELINE_MODE="collect", RUN_UNIT_TESTS="1",
+                  FAKE_STAGE_SLEEP_TEST="60")
+    run = spawn("run", "--out-dir", str(out_dir), "--quiet", env=env)
+    try:
+        wait_until(lambda: (out_dir / "state" / "run_state.json").exists()
+                   and state_of(out_dir)["state"] == "TESTING")
+    finally:
+        run.kill()  # a crash: no cleanup
+        run.communicate()
+    env["FAKE_STAGE_SLEEP_TEST"] = "0"
+    again = spawn("run", "--out-dir", str(out_dir), "--quiet", env=env)
+    try:
+        wait_until(lambda: waiting(out_dir, 1))
+        assert heidi("stop", "--out-dir", str(out_dir), env=env).returncode == 0
+        assert again.wait(30) == 0
+    finally:
+        if again.poll() is None:
+            again.kill()
+        _, err = again.communicate()
+    assert "waiting for train-now" in err
+    kinds = [json.loads(line)["event_type"] for line in
+             (out_dir / "journal" / "events.jsonl").read_text().splitlines()]
+    assert kinds.count("pipeline_start") == 1 and "pipeline_resume" in kinds

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from heidi_engine.errors import ConfigError, TransitionError
+from heidi_engine.errors import ConfigError, JournalError, TransitionError
 
 STAGE_SCRIPT = Path(__file__).parent / "stage_scripts" / "fake_stage.py"
 STAGES = ("generate", "validate", "test", "train", "eval")
@@ -113,7 +113,7 @@ def test_state_file_is_the_status_snapshot(backend, cores, out_dir):
     assert list(state) == [
         "schema", "run_id", "mode", "state", "paused", "stage", "current_round",
         "rounds_total", "last_write_ts", "counts", "train_now_pending", "stop_requested",
-        "last_completed", "last_error", "journal_head",
+        "last_completed", "last_error", "journal_head", "waiting_for_train_now",
     ]
     assert state["journal_head"]["seq"] == len(events(out_dir))
 
@@ -680,3 +680,100 @@ def test_other_backend_resumes_the_run(backend, native, pure, cores, out_dir):
     second.start("full")
     assert second.run_until_idle() == "IDLE"
     assert backend.verify_journal(str(out_dir)).ok
+
+
+# ----- the waiting rule, restarts and crash leftovers ----------------------------------
+
+
+@pytest.mark.parametrize("tests_on", [True, False], ids=["tests_on", "tests_off"])
+@pytest.mark.usefixtures("clean_env")
+def test_status_says_whether_train_now_is_awaited(backend, cores, out_dir, tests_on):
+    core = cores(backend, out_dir, rounds=1, run_unit_tests=tests_on)
+    assert status(core)["waiting_for_train_now"] is False
+    core.start("collect")
+    core.tick()  # generate
+    core.tick()  # validate: with tests on, the round is not collected yet
+    assert status(core)["waiting_for_train_now"] is (not tests_on)
+    assert core.train_now() is (not tests_on)
+    assert status(core)["waiting_for_train_now"] is False
+    assert list(status(core))[-1] == "waiting_for_train_now"  # after SPEC's keys
+
+
+@pytest.mark.usefixtures("clean_env")
+def test_crash_during_testing_of_a_collect_run_resumes_with_the_test(backend, cores, out_dir):
+    first = cores(backend, out_dir, rounds=1, run_unit_tests=True)
+    first.start("collect")
+    first.tick()
+    first.tick()
+    first.shutdown()  # as after a crash: the state says TESTING
+    second = cores(backend, out_dir, rounds=1, run_unit_tests=True)
+    restored = status(second)
+    assert restored["last_completed"] == {"round": 1, "stage": "validate"}
+    assert restored["waiting_for_train_now"] is False
+    assert second.train_now() is False
+    second.start("collect")
+    assert events(out_dir)[-1]["message"] == "resume round=1 stage=test"
+    assert second.tick() == "IDLE"
+    assert status(second)["waiting_for_train_now"] is True
+
+
+@pytest.mark.usefixtures("clean_env")
+def test_a_restart_before_any_stage_completed_journals_a_resume(backend, cores, out_dir):
+    first = cores(backend, out_dir, rounds=1)
+    first.start("full")
+    first.shutdown()  # as after a crash before the first stage ended
+    second = cores(backend, out_dir, rounds=1)
+    second.start("collect")
+    kinds = types(out_dir)
+    assert kinds.count("pipeline_start") == 1
+    resume = events(out_dir)[kinds.index("pipeline_resume")]
+    assert resume["message"] == "resume round=1 stage=generate"
+    assert status(second)["mode"] == "collect"
+    assert second.run_until_idle() == "IDLE"
+    assert backend.verify_journal(str(out_dir)).ok
+
+
+@pytest.mark.usefixtures("clean_env")
+def test_resume_removes_a_temporary_best_adapter_link(backend, cores, out_dir):
+    first = cores(backend, out_dir, rounds=1)
+    first.start("full")
+    first.shutdown()
+    (out_dir / "out_lora" / "round_1").mkdir(parents=True)
+    tmp_link = out_dir / "best_adapter.4242.tmp"
+    tmp_link.symlink_to("out_lora/round_1")
+    tmp_file = out_dir / "notes.tmp"
+    tmp_file.write_text("half")
+    keep = out_dir / "README.txt"
+    keep.write_text("mine")
+    cores(backend, out_dir, rounds=1)
+    assert not os.path.lexists(tmp_link) and not tmp_file.exists()
+    assert keep.exists() and (out_dir / "out_lora" / "round_1").is_dir()
+
+
+@pytest.mark.parametrize(("change", "problem"), [
+    ({"state": "BOGUS"}, "invalid value for 'state'"),
+    ({"state": 3}, "invalid value for 'state'"),
+    ({"schema": "other/1"}, "invalid value for 'schema'"),
+    ({"journal_head": None}, "invalid value for 'journal_head'"),
+], ids=["unknown-state", "state-not-text", "foreign-schema", "no-head"])
+@pytest.mark.usefixtures("clean_env")
+def test_a_bad_state_file_is_refused_with_its_reason(backend, cores, out_dir, change, problem):
+    cores(backend, out_dir, rounds=1).shutdown()
+    path = out_dir / "state" / "run_state.json"
+    saved = json.loads(path.read_text())
+    saved.update(change)
+    path.write_text(json.dumps(saved))
+    before = path.read_bytes()
+    with pytest.raises(JournalError) as info:
+        cores(backend, out_dir, rounds=1)
+    assert str(info.value) == f"invalid state file {path}: {problem}"
+    assert path.read_bytes() == before
+    del saved["run_id"]
+    path.write_text(json.dumps(saved))
+    with pytest.raises(JournalError) as info:
+        cores(backend, out_dir, rounds=1)
+    assert str(info.value) == f"invalid state file {path}: missing key 'run_id'"
+    path.write_text("{" * 70_000)
+    with pytest.raises(JournalError) as info:
+        cores(backend, out_dir, rounds=1)
+    assert str(info.value) == f"invalid state file {path}: not valid JSON"

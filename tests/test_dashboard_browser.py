@@ -126,11 +126,11 @@ class DevTools:
 
 
 @pytest.mark.parametrize("kind", SERVER_KINDS)
-def test_dashboard_train_now_changes_the_state(kind, tmp_path):
+def test_dashboard_train_now_changes_the_state(kind, tmp_path, need_native):
     if CHROMIUM is None:
-        pytest.skip("chromium is not installed")
+        need_native("chromium")
     if kind == "heidid" and find_heidid() is None:
-        pytest.skip("heidid not built")
+        need_native("heidid")
     env = {k: v for k, v in os.environ.items() if not k.startswith(ENGINE_PREFIXES)}
     env.update(HEIDI_FSYNC="0", HEIDI_PYTHON=sys.executable, HEIDI_MOCK_SUBPROCESSES="1",
                PIPELINE_MODE="collect", ROUNDS="2", HEIDI_BACKEND="python")

@@ -15,7 +15,6 @@ import json
 import os
 import random
 import shlex
-import shutil
 import signal
 import subprocess
 import sys
@@ -213,9 +212,9 @@ def test_kill_at_point_then_resume(backend, out_dir, point):
 def start_heidid(out_dir: Path, **extra: str) -> subprocess.Popen:
     binary = find_heidid()
     if binary is None:
-        if os.environ.get("HEIDI_REQUIRE_NATIVE") == "1":
-            pytest.fail("heidid not found (HEIDID, beside heidi_cpp, scripts dir or PATH)")
-        pytest.skip("heidid not built")
+        from conftest import missing_native
+
+        missing_native("heidid (HEIDID, beside heidi_cpp, scripts dir or PATH)")
     # stdout (the "listening" line) goes to a file, so readiness can be polled.
     with open(out_dir.parent / "heidid.out", "wb") as ready_file:
         return subprocess.Popen(
@@ -443,8 +442,6 @@ def _stage_alive(pid: int) -> bool:
 def test_kill_of_the_runner_leaves_no_stage_running(kind, out_dir, tmp_path):
     if kind != "python":
         need_native()
-    elif shutil.which("setpriv") is None:
-        pytest.skip("the python backend binds stages to the runner with setpriv --pdeathsig")
     pid_dir = tmp_path / "pids"
     pid_dir.mkdir()
     extra = {"DURABLE_STAGE_DELAY_S": "0.2", "DURABLE_PID_DIR": str(pid_dir)}
@@ -704,15 +701,11 @@ core.shutdown()
 """
 
 
-def test_permission_denied_puts_the_core_in_error_and_resume_completes(backend, out_dir):
-    setpriv = shutil.which("setpriv")
-    if os.geteuid() != 0 or setpriv is None:
-        pytest.skip("needs root and setpriv to drop the capabilities that bypass file modes")
+def test_permission_denied_puts_the_core_in_error_and_resume_completes(backend, out_dir,
+                                                                       unprivileged):
     # Root without CAP_DAC_OVERRIDE/CAP_DAC_READ_SEARCH obeys permission bits like any uid.
-    no_override = "-dac_override,-dac_read_search"
     done = subprocess.run(
-        [setpriv, f"--bounding-set={no_override}", f"--inh-caps={no_override}", "--",
-         sys.executable, "-c", EACCES_SCENARIO, backend.name],
+        [*unprivileged, sys.executable, "-c", EACCES_SCENARIO, backend.name],
         env=stage_env(out_dir), capture_output=True, text=True, timeout=120,
     )
     assert done.returncode == 0, done.stderr

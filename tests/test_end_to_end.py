@@ -21,7 +21,7 @@ SAMPLE_KEYS = ("id", "task_id", "task_source", "instruction", "prompt", "complet
                "entry_point", "teacher", "round", "metadata")
 STATE_KEYS = ["schema", "run_id", "mode", "state", "paused", "stage", "current_round",
               "rounds_total", "last_write_ts", "counts", "train_now_pending", "stop_requested",
-              "last_completed", "last_error", "journal_head"]
+              "last_completed", "last_error", "journal_head", "waiting_for_train_now"]
 ROUNDS = 2
 SAMPLES = 16
 

@@ -6,8 +6,11 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import shutil
 import signal
+import socket
 import stat
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -16,6 +19,7 @@ import pytest
 
 from heidi_engine.api import MAX_BODY_BYTES, load_document, route_table
 from heidi_engine.api.launcher import SERVER_KINDS, ServerProcess, find_heidid
+from heidi_engine.server import IDLE_TIMEOUT_S, LISTEN_BACKLOG, MAX_CONNECTIONS, REQUEST_TIMEOUT_S
 
 pytestmark = pytest.mark.daemon
 
@@ -27,7 +31,8 @@ ENGINE_PREFIXES = ("HEIDI_", "OUT_DIR", "PIPELINE_MODE", "RUN_UNIT_TESTS", "ROUN
 
 def server_env(kind: str, **overrides: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(ENGINE_PREFIXES)}
-    env.update(HEIDI_FSYNC="0", HEIDI_PYTHON=sys.executable, PIPELINE_MODE="collect", ROUNDS="2")
+    # No HEIDI_PYTHON: heidid's default (its installation's interpreter) runs the stages.
+    env.update(HEIDI_FSYNC="0", PIPELINE_MODE="collect", ROUNDS="2")
     if kind == "python":
         env["HEIDI_BACKEND"] = "python"
     env.update(overrides)
@@ -41,11 +46,9 @@ def fake_stage_env(**overrides: str) -> dict[str, str]:
 
 
 @pytest.fixture(params=SERVER_KINDS)
-def kind(request) -> str:
+def kind(request, need_native) -> str:
     if request.param == "heidid" and find_heidid() is None:
-        if os.environ.get("HEIDI_REQUIRE_NATIVE") == "1":
-            pytest.fail("heidid required but not found")
-        pytest.skip("heidid not built")
+        need_native("heidid")
     return request.param
 
 
@@ -208,8 +211,10 @@ def test_second_server_gets_a_new_token(kind, launch, tmp_path):
 BAD_REQUESTS = [
     ("GET", "/nope", None, 404, "not found: /nope"),
     ("GET", "/api/v1/status/", None, 404, "not found: /api/v1/status/"),
-    ("DELETE", "/api/v1/status", None, 405, "method DELETE not allowed on /api/v1/status (allowed: GET)"),
+    ("DELETE", "/api/v1/status", None, 405, "method DELETE not allowed on /api/v1/status (allowed: GET, HEAD)"),
     ("GET", "/api/v1/action/stop", None, 405, "method GET not allowed on /api/v1/action/stop (allowed: POST)"),
+    ("GET", "/api/v1/events?since=9223372036854775808", None, 400,
+     "invalid value for since: '9223372036854775808' (expected an integer 0..9223372036854775807)"),
     ("GET", "/api/v1/events?since=x", None, 400, "invalid value for since: 'x' (expected an integer >= 0)"),
     ("GET", "/api/v1/events?since=-1", None, 400, "invalid value for since: '-1' (expected an integer >= 0)"),
     ("GET", "/api/v1/events?limit=0", None, 400, "invalid value for limit: '0' (expected an integer 1..1000)"),
@@ -442,10 +447,10 @@ def test_second_sigint_exits_at_once(kind, launch):
     assert time.monotonic() - started < 1.5
 
 
-def test_heidid_daemonizes_with_a_pid_file(tmp_path):
+def test_heidid_daemonizes_with_a_pid_file(tmp_path, need_native):
     binary = find_heidid()
     if binary is None:
-        pytest.skip("heidid not built")
+        need_native("heidid")
     out_dir, pid_file = tmp_path / "out", tmp_path / "run" / "heidid.pid"
     import subprocess
 
@@ -467,3 +472,221 @@ def test_heidid_daemonizes_with_a_pid_file(tmp_path):
                            capture_output=True, text=True, timeout=10)
     assert again.returncode == 2
     assert "invalid value for --port: 'nope' (expected an integer 0..65535" in again.stderr
+
+
+# ----- abuse: framing, limits, slow and idle clients ----------------------------------
+
+def raw_exchange(server: ServerProcess, data: bytes, timeout_s: float = 10.0) -> tuple[int, dict, bytes]:
+    """Send raw bytes, read one answer (the server may close after it)."""
+    sock = socket.create_connection((server.host, server.port), timeout=timeout_s)
+    try:
+        sock.sendall(data)
+        return read_answer(sock)
+    finally:
+        sock.close()
+
+
+def read_answer(sock: socket.socket) -> tuple[int, dict, bytes]:
+    buffer = b""
+    while b"\r\n\r\n" not in buffer:
+        chunk = sock.recv(65536)
+        assert chunk, f"closed without an answer: {buffer!r}"
+        buffer += chunk
+    head, _, body = buffer.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
+    length = int(headers.get("content-length", "0"))
+    while len(body) < length:
+        chunk = sock.recv(65536)
+        assert chunk
+        body += chunk
+    return int(lines[0].split()[1]), headers, body
+
+
+def closed_by_server(sock: socket.socket, within_s: float) -> bool:
+    sock.settimeout(within_s)
+    try:
+        return sock.recv(1) == b""
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+
+
+def request_head(method: str, target: str, token: str, *headers: str) -> bytes:
+    lines = [f"{method} {target} HTTP/1.1", "Host: x", f"Authorization: Bearer {token}", *headers]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+FRAMING = [
+    # chunk size -1 was once read as "read to the end", before the token was checked
+    ("negative chunk size", ["Transfer-Encoding: chunked"], b"-1\r\n", 400, "invalid chunk size"),
+    ("chunk size not hex", ["Transfer-Encoding: chunked"], b"zz\r\n", 400, "invalid chunk size"),
+    ("chunks over the limit", ["Transfer-Encoding: chunked"], b"ffffffff\r\n", 413,
+     f"request body too large (limit {MAX_BODY_BYTES} bytes)"),
+    ("chunk without its CRLF", ["Transfer-Encoding: chunked"], b"2\r\n{}XX0\r\n\r\n", 400,
+     "invalid chunked body"),
+    ("other transfer encoding", ["Transfer-Encoding: gzip"], b"", 400,
+     "unsupported Transfer-Encoding (valid: chunked)"),
+    ("length and encoding", ["Transfer-Encoding: chunked", "Content-Length: 5"], b"0\r\n\r\n", 400,
+     "both Content-Length and Transfer-Encoding given"),
+    ("length not a number", ["Content-Length: -5"], b"", 400, "invalid Content-Length"),
+    ("length over the limit, body never sent", ["Content-Length: 99999999999"], b"", 413,
+     f"request body too large (limit {MAX_BODY_BYTES} bytes)"),
+]
+
+
+@pytest.mark.parametrize(("case", "headers", "body", "code", "message"), FRAMING,
+                         ids=[f[0] for f in FRAMING])
+def test_bodies_are_bounded_before_they_are_read(kind, launch, case, headers, body, code, message):
+    server = launch(kind, "--no-start")
+    started = time.monotonic()
+    status, answer_headers, raw = raw_exchange(
+        server, request_head("POST", "/api/v1/action/stop", server.token, *headers) + body)
+    assert (status, json.loads(raw)) == (code, {"error": message})
+    assert answer_headers["content-type"] == "application/json"
+    assert time.monotonic() - started < 2  # answered at once, not after a read timeout
+    assert Client(server).request("GET", "/healthz", token=None)[0] == 200
+
+
+def test_chunked_bodies_within_the_limit_are_accepted(kind, launch):
+    server = launch(kind, "--no-start", HEIDI_MOCK_SUBPROCESSES="1")
+    payload = b'{"mode":"collect"}'
+    chunked = b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in (payload[:5], payload[5:]))
+    status, _, raw = raw_exchange(server, request_head(
+        "POST", "/api/v1/action/start", server.token, "Transfer-Encoding: chunked") + chunked + b"0\r\n\r\n")
+    assert (status, json.loads(raw)) == (202, {"accepted": True, "action": "start"})
+
+
+def test_deeply_nested_json_gets_400(kind, launch):
+    client = Client(launch(kind, "--no-start"))
+    for body in ('{"mode":' + "[" * 5000 + "]" * 5000 + "}", "[" * 60_000):
+        assert client.json("POST", "/api/v1/action/start", body) == (
+            400, {"error": "body nests too deeply (limit 64)"})
+
+
+def test_since_up_to_int64_max_is_accepted_and_beyond_named(kind, launch):
+    client = Client(launch(kind, "--no-start"))
+    top = 2**63 - 1
+    assert client.json("GET", f"/api/v1/events?since={top}") == (200, {"events": [], "next_since": top})
+    for text in (str(top + 1), "9" * 30, "1" * 5000):
+        assert client.json("GET", f"/api/v1/events?since={text}") == (400, {
+            "error": f"invalid value for since: '{text}' (expected an integer 0..{top})"})
+    assert client.json("GET", "/api/v1/events?limit=99999999999999999999") == (400, {
+        "error": "invalid value for limit: '99999999999999999999' (expected an integer 1..1000)"})
+
+
+def test_head_answers_like_get_without_a_body(kind, launch):
+    server = launch(kind, "--no-start")
+    code, headers, body = Client(server).request("HEAD", "/healthz", token=None)
+    assert (code, body) == (200, b"")
+    assert headers["Content-Type"] == "application/json" and headers["Content-Length"] == "11"
+    assert Client(server).request("HEAD", "/api/v1/status", token=None)[0] == 401
+    code, headers, _ = Client(server).request("HEAD", "/api/v1/action/stop")
+    assert code == 405 and headers["Allow"] == "POST"
+
+
+def test_listen_backlog_is_not_httplibs_5(kind, launch):
+    ss = shutil.which("ss")
+    if ss is None:
+        pytest.skip("needs ss (iproute2) to read the listen backlog")
+    server = launch(kind, "--no-start")
+    out = subprocess.run([ss, "-ltnH", f"sport = :{server.port}"], capture_output=True,
+                         text=True, check=True).stdout.split()
+    assert int(out[2]) == min(LISTEN_BACKLOG, int(Path("/proc/sys/net/core/somaxconn").read_text()))
+
+
+def test_binding_beyond_loopback_warns(kind, launch):
+    server = launch(kind, "--no-start", "--host", "0.0.0.0")
+    deadline = time.monotonic() + 5
+    while "not a loopback address" not in server.stderr and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "warning: listening on 0.0.0.0, which is not a loopback address" in server.stderr
+
+
+@pytest.mark.slow
+def test_slow_and_idle_clients_cannot_starve_others(kind, launch):
+    """100 clients sending one header byte every 2 s, and idle ones: /healthz still
+    answers at once; the trickling ones lose their connection at the request deadline,
+    the idle ones at the idle timeout."""
+    server = launch(kind, "--no-start")
+    request = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 100
+    slow = [socket.create_connection((server.host, server.port), timeout=5) for _ in range(100)]
+    idle = [socket.create_connection((server.host, server.port), timeout=5) for _ in range(20)]
+    started = time.monotonic()
+    try:
+        for tick in range(3):
+            for sock in slow:
+                sock.sendall(request[tick:tick + 1])
+            before = time.monotonic()
+            code, _, body = raw_exchange(server, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", 2)
+            assert (code, body) == (200, b'{"ok":true}')
+            assert time.monotonic() - before < 1.0
+            time.sleep(2)
+        assert all(closed_by_server(sock, IDLE_TIMEOUT_S + 2) for sock in idle)
+        left = REQUEST_TIMEOUT_S + 2 - (time.monotonic() - started)
+        assert all(closed_by_server(sock, max(left, 0.1)) for sock in slow)
+    finally:
+        for sock in slow + idle:
+            sock.close()
+
+
+@pytest.mark.slow
+def test_connections_beyond_the_cap_get_503(kind, launch):
+    server = launch(kind, "--no-start")
+    held = []
+    try:
+        for _ in range(MAX_CONNECTIONS):
+            sock = socket.create_connection((server.host, server.port), timeout=5)
+            sock.sendall(b"GET /healthz HTTP/1.1\r\n")  # a request begun, not finished
+            held.append(sock)
+        time.sleep(0.5)
+        code, headers, body = raw_exchange(server, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", 5)
+        assert (code, json.loads(body)) == (503, {
+            "error": f"too many connections (limit {MAX_CONNECTIONS})"})
+        assert headers["connection"] == "close"
+    finally:
+        for sock in held:
+            sock.close()
+    deadline = time.monotonic() + 5
+    while True:  # the held connections' threads are free again
+        code, _, _ = raw_exchange(server, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", 5)
+        if code == 200 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert code == 200
+
+
+@pytest.mark.slow
+def test_wrk_64_connections_during_a_stage_see_no_socket_errors(kind, launch, need_native):
+    wrk = shutil.which("wrk")
+    if wrk is None:
+        need_native("wrk")
+    server = launch(kind, **fake_stage_env(FAKE_STAGE_SLEEP_GENERATE="30"))
+    client = Client(server)
+    client.wait_for(lambda s: s["state"] == "COLLECTING")
+    result = subprocess.run(
+        [wrk, "-t", "2", "-c", "64", "-d", "3s", "-H", f"Authorization: Bearer {server.token}",
+         f"{server.base_url}/api/v1/status"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "Socket errors" not in result.stdout, result.stdout
+    assert "Non-2xx" not in result.stdout, result.stdout
+    assert client.status()["state"] == "COLLECTING"
+
+
+def test_heidid_runs_stages_with_its_own_installation_python(tmp_path, need_native):
+    """No HEIDI_PYTHON and no python3 on PATH: the real generate stage still runs, with the
+    interpreter of heidid's installation (beside it, else the one it was built for)."""
+    if find_heidid() is None:
+        need_native("heidid")
+    env = server_env("heidid", PATH="/nonexistent", SAMPLES_PER_ROUND="4", ROUNDS="1",
+                     **{k: v for k, v in fake_stage_env().items() if "GENERATE" not in k})
+    env.pop("HEIDI_PYTHON", None)
+    server = ServerProcess("heidid", tmp_path / "out", env=env)
+    try:
+        status = Client(server).wait_for(lambda s: s["state"] in ("IDLE", "ERROR"), 120)
+        assert status["last_error"] is None, status
+        assert status["waiting_for_train_now"] is True
+        assert status["counts"]["raw_lines"] == 4
+    finally:
+        server.stop()

@@ -134,6 +134,24 @@ def test_not_executable_is_a_spawn_error(backend, tmp_path):
     assert info.value.errno == errno.EACCES
 
 
+def test_an_executable_without_interpreter_line_is_enoexec(backend, tmp_path):
+    # execvp would run it with /bin/sh; both runners exec it as it is.
+    marker = tmp_path / "ran"
+    script = tmp_path / "no-shebang"
+    script.write_text(f"touch {marker}\n")
+    script.chmod(0o755)
+    with pytest.raises(SpawnError) as info:
+        backend.Subprocess.run([str(script)], 5)
+    assert info.value.errno == errno.ENOEXEC
+    assert info.value.filename == str(script)
+    assert not marker.exists()
+
+
+def test_the_child_environment_is_exactly_the_one_given(backend):
+    result = backend.Subprocess.run(["/usr/bin/env"], 5, env={"LC_ALL": "", "A": "b=c"})
+    assert sorted(result.stdout.splitlines()) == [b"A=b=c", b"LC_ALL="]
+
+
 def test_exit_127_is_not_a_spawn_error(backend):
     result = backend.Subprocess.run(["sh", "-c", "exit 127"], 5)
     assert result.exit_code == 127 and not result.ok
@@ -265,3 +283,24 @@ def test_children_die_when_the_runner_is_killed(backend):
         runner.kill()
         runner.wait()
         runner.stdout.close()
+
+
+def test_python_runner_refuses_to_start_a_child_it_cannot_bind(pure, tmp_path, monkeypatch):
+    """No death binding is possible (here: the helper's interpreter has no ctypes): a clear
+    SpawnError, and the program never runs."""
+    from heidi_engine._py import subprocess_runner
+
+    no_ctypes = tmp_path / "python-without-ctypes"
+    no_ctypes.write_text(
+        "#!/bin/sh\n"  # argv: -I -S -c CODE args...: CODE runs with ctypes unimportable
+        'code="$4"; shift 4\n'
+        f'exec {sys.executable} -I -S -c "import sys; sys.modules[\'ctypes\'] = None; '
+        'exec(sys.argv.pop(1))" "$code" "$@"\n')
+    no_ctypes.chmod(0o755)
+    monkeypatch.setattr(subprocess_runner, "_helper_python", lambda: str(no_ctypes))
+    marker = tmp_path / "ran"
+    with pytest.raises(SpawnError) as info:
+        pure.Subprocess.run(["/usr/bin/touch", str(marker)], 5)
+    assert info.value.errno == errno.ENOSYS
+    assert "cannot bind the child's death to the runner" in str(info.value)
+    assert not marker.exists()

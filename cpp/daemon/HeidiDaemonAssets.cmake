@@ -37,3 +37,12 @@ inline constexpr Asset all[] = {
 }  // namespace heidid::assets
 " @ONLY)
 target_include_directories(heidid PRIVATE "${CMAKE_CURRENT_BINARY_DIR}/generated")
+
+# The interpreter heidid falls back to for stages when none sits beside it and HEIDI_PYTHON
+# is unset: the one this build was made for (see default_python in main.cpp).
+if(NOT Python_EXECUTABLE)
+  find_package(Python 3.10 QUIET COMPONENTS Interpreter)
+endif()
+if(Python_EXECUTABLE)
+  target_compile_definitions(heidid PRIVATE HEIDI_BUILD_PYTHON="${Python_EXECUTABLE}")
+endif()

@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include <heidi/errors.hpp>
+#include <heidi/json_limits.hpp>
 #include <heidid_assets.hpp>
 
 #include "metrics.hpp"
@@ -108,10 +109,18 @@ std::map<std::string, std::int64_t> parse_int_params(const Operation& op, std::s
             continue;
         }
         const std::string& text = it->second;
-        bool ok = !text.empty() && text.size() <= 18 &&
-                  std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; });
-        std::int64_t number = ok ? std::stoll(text) : -1;
-        if (!ok || number < p.minimum || (p.maximum && number > *p.maximum))
+        bool digits = !text.empty() &&
+                      std::all_of(text.begin(), text.end(), [](char c) { return c >= '0' && c <= '9'; });
+        std::string significant = digits ? text.substr(std::min(text.find_first_not_of('0'), text.size() - 1)) : "";
+        // Beyond int64 (19+ digits compared as text): named as out of range, not as "not an integer".
+        bool too_large = digits && (significant.size() > 19 ||
+                                    (significant.size() == 19 && significant > "9223372036854775807"));
+        if (too_large)
+            throw BadRequest{"invalid value for " + p.name + ": " + single_quoted(text) +
+                             " (expected an integer " + std::to_string(p.minimum) + ".." +
+                             std::to_string(p.maximum.value_or(INT64_MAX)) + ")"};
+        std::int64_t number = digits ? std::stoll(significant) : -1;
+        if (!digits || number < p.minimum || (p.maximum && number > *p.maximum))
             throw BadRequest{"invalid value for " + p.name + ": " + single_quoted(text) + " (expected " +
                              expectation(p) + ")"};
         values[p.name] = number;
@@ -133,6 +142,8 @@ std::string describe_value(const heidi::json::Value& value) {
 std::map<std::string, std::string> parse_body(const Operation& op, const std::string& body) {
     std::map<std::string, std::string> values;
     if (is_blank(body)) return values;
+    if (heidi::json::nesting_exceeds(body))
+        throw BadRequest{"body nests too deeply (limit " + std::to_string(heidi::json::kMaxNestingDepth) + ")"};
     heidi::json::Value obj = heidi::json::Value::parse(body, nullptr, false);
     if (obj.is_discarded()) throw BadRequest{"body is not valid JSON"};
     if (!obj.is_object()) throw BadRequest{"body must be a JSON object"};
@@ -208,6 +219,8 @@ ApiResponse error_response(int status, const std::string& message) {
 std::string Route::allowed() const {
     std::vector<std::string> methods;
     for (const auto& [method, op] : operations) methods.push_back(method);
+    if (operations.count("GET")) methods.push_back("HEAD");
+    std::sort(methods.begin(), methods.end());
     return join(methods);
 }
 
@@ -287,7 +300,8 @@ ApiResponse Api::handle(const ApiRequest& request) {
     std::string_view query = qmark == std::string_view::npos ? "" : target.substr(qmark + 1);
     auto route = routes_.find(path);
     if (route == routes_.end()) return error_response(404, "not found: " + path);
-    auto op = route->second.operations.find(request.method);
+    // HEAD is GET without the body (the HTTP layer drops it).
+    auto op = route->second.operations.find(request.method == "HEAD" ? "GET" : request.method);
     if (op == route->second.operations.end()) {
         auto response = error_response(405, "method " + request.method + " not allowed on " + path +
                                                 " (allowed: " + route->second.allowed() + ")");

@@ -10,11 +10,15 @@
 
 #include "api.hpp"
 
-namespace httplib {
-class Server;
-}
-
 namespace heidid {
+
+// Connection limits, the same in heidi serve (heidi_engine.server):
+inline constexpr int kMaxConnections = 256;  // open at once; more get 503 and are closed
+inline constexpr int kIdleTimeoutS = 5;      // between requests on a keep-alive connection
+inline constexpr int kRequestTimeoutS = 10;  // to send a whole request (line, headers, body)
+inline constexpr int kReadTimeoutS = 5;      // of silence within a request
+inline constexpr int kWriteTimeoutS = 5;     // for the client to take the answer
+inline constexpr int kListenBacklog = 1024;
 
 class HttpServer {
 public:
@@ -29,9 +33,10 @@ public:
     void stop();
 
 private:
+    class Server;
     Api& api_;
     bool log_requests_;
-    std::unique_ptr<httplib::Server> server_;
+    std::unique_ptr<Server> server_;
     std::mutex stop_mu_;
     std::thread thread_;
 };

@@ -1,7 +1,9 @@
 // heidid: serves the Core over HTTP (SPEC §9, docs/design.md "Daemon").
 // args -> config -> engine -> server -> run until SIGINT/SIGTERM -> exit code.
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <cstdio>
 #include <memory>
 #include <optional>
@@ -56,6 +58,31 @@ private:
     std::string path_;
 };
 
+bool is_executable_file(const std::string& path) {
+    struct stat info {};
+    return ::stat(path.c_str(), &info) == 0 && S_ISREG(info.st_mode) &&
+           ::access(path.c_str(), X_OK) == 0;
+}
+
+// The interpreter stages run with when HEIDI_PYTHON is unset: python3 of the installation
+// heidid belongs to (pip puts both in one scripts directory), else the interpreter it was
+// built for, else python3 from PATH. A heidid started outside its virtualenv so still runs
+// stages with the environment that has heidi_engine.
+std::string default_python() {
+    std::error_code ec;
+    auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
+    if (!ec) {
+        for (const char* name : {"python3", "python"}) {
+            std::string beside = (self.parent_path() / name).string();
+            if (is_executable_file(beside)) return beside;
+        }
+    }
+#ifdef HEIDI_BUILD_PYTHON
+    if (is_executable_file(HEIDI_BUILD_PYTHON)) return HEIDI_BUILD_PYTHON;
+#endif
+    return "python3";
+}
+
 heidi::Config load_config(const Options& opts) {
     heidi::Config::Overrides overrides;
     if (opts.out_dir) overrides.emplace_back("out_dir", *opts.out_dir);
@@ -63,6 +90,7 @@ heidi::Config load_config(const Options& opts) {
     heidi::Config config = heidi::Config::from_env(opts.config_file.value_or(""), overrides);
     // Absolute before daemonizing, which changes the working directory.
     config.out_dir = heidid::absolute_path(config.out_dir);
+    if (config.python.empty()) config.python = default_python();
     return config;
 }
 

@@ -24,6 +24,7 @@
 #include "heidi/fsutil.hpp"
 #include "heidi/journal.hpp"
 #include "heidi/json.hpp"
+#include "heidi/json_limits.hpp"
 #include "heidi/runlock.hpp"
 #include "heidi/status.hpp"
 #include "heidi/subprocess.hpp"
@@ -58,10 +59,6 @@ std::optional<std::string_view> stage_of_state(std::string_view state) {
     for (std::size_t i = 0; i < kRunningStates.size(); ++i)
         if (kRunningStates[i] == state) return kStages[i];
     return std::nullopt;
-}
-
-bool is_stage(std::string_view name) {
-    return std::find(kStages.begin(), kStages.end(), name) != kStages.end();
 }
 
 bool is_int64_any(const json::Value& v) {
@@ -115,6 +112,43 @@ auto guard_io(Body&& body, OnError&& on_error) {
     } catch (const JournalError& error) {
         return on_error(io_error_text(error));
     }
+}
+
+constexpr std::array<std::string_view, 8> kStateNames = {
+    "IDLE", "PAUSED", "ERROR", "COLLECTING", "VALIDATING", "TESTING", "FINALIZING", "EVALUATING"};
+
+template <std::size_t N>
+bool one_of(const json::Value& value, const std::array<std::string_view, N>& names) {
+    return value.is_string() &&
+           std::find(names.begin(), names.end(), value.get<std::string>()) != names.end();
+}
+
+// What is wrong with a parsed run_state.json, or nullopt (the same text as the Python Core).
+std::optional<std::string> state_file_problem(const json::Value& saved) {
+    if (!saved.is_object()) return "not a JSON object";
+    for (const char* key : {"schema", "run_id", "mode", "state", "stage", "current_round",
+                            "counts", "last_completed", "last_error", "journal_head"})
+        if (!saved.contains(key)) return std::string("missing key '") + key + "'";
+    auto invalid = [](const char* key) { return std::string("invalid value for '") + key + "'"; };
+    if (saved["schema"] != kSchema) return invalid("schema");
+    if (!saved["run_id"].is_string()) return invalid("run_id");
+    if (saved["mode"] != "full" && saved["mode"] != "collect") return invalid("mode");
+    if (!one_of(saved["state"], kStateNames)) return invalid("state");
+    const auto& stage_value = saved["stage"];
+    if (!stage_value.is_null() && !one_of(stage_value, kStages)) return invalid("stage");
+    if (!is_int64_any(saved["current_round"])) return invalid("current_round");
+    if (!saved["counts"].is_object()) return invalid("counts");
+    for (const auto& [key, value] : saved["counts"].items())
+        if (!is_int64_any(value)) return invalid("counts");
+    const auto& last = saved["last_completed"];
+    if (!last.is_null() &&
+        !(last.is_object() && last.contains("round") && is_int64_any(last["round"]) &&
+          last.contains("stage") && one_of(last["stage"], kStages)))
+        return invalid("last_completed");
+    const auto& error = saved["last_error"];
+    if (!error.is_null() && !error.is_string()) return invalid("last_error");
+    if (!is_head(saved["journal_head"])) return invalid("journal_head");
+    return std::nullopt;
 }
 
 }  // namespace
@@ -261,30 +295,16 @@ std::vector<std::string> Core::Impl::stage_base_argv(std::string_view stage_name
 std::optional<json::Value> Core::Impl::load_saved_state() const {
     if (!fsutil::exists(state_path)) return std::nullopt;
     std::string text = fsutil::read_file(state_path);
-    json::Value saved = json::Value::parse(text, nullptr, false);
-    auto valid = [&]() {
-        if (!saved.is_object()) return false;
-        for (const char* key : {"schema", "run_id", "mode", "state", "stage", "current_round",
-                                "counts", "last_completed", "last_error", "journal_head"})
-            if (!saved.contains(key)) return false;
-        if (!is_head(saved["journal_head"])) return false;
-        if (saved["schema"] != kSchema || !saved["run_id"].is_string()) return false;
-        if (saved["mode"] != "full" && saved["mode"] != "collect") return false;
-        if (!is_int64_any(saved["current_round"]) || !saved["counts"].is_object()) return false;
-        for (const auto& [key, value] : saved["counts"].items())
-            if (!is_int64_any(value)) return false;
-        const auto& error = saved["last_error"];
-        if (!error.is_null() && !error.is_string()) return false;
-        const auto& stage_value = saved["stage"];
-        if (!stage_value.is_null() && !(stage_value.is_string() && is_stage(stage_value.get<std::string>())))
-            return false;
-        const auto& last = saved["last_completed"];
-        if (last.is_null()) return true;
-        return last.is_object() && last.contains("round") && is_int64_any(last["round"]) &&
-               last.contains("stage") && last["stage"].is_string() &&
-               is_stage(last["stage"].get<std::string>());
-    };
-    if (!valid()) throw JournalError("invalid state file " + state_path);
+    json::Value saved;
+    std::optional<std::string> problem;
+    if (json::nesting_exceeds(text)) {
+        problem = "not valid JSON";
+    } else {
+        saved = json::Value::parse(text, nullptr, false);
+        problem = saved.is_discarded() ? std::optional<std::string>("not valid JSON")
+                                       : state_file_problem(saved);
+    }
+    if (problem) throw JournalError("invalid state file " + state_path + ": " + *problem);
     return saved;
 }
 
@@ -485,7 +505,11 @@ void Core::Impl::write_state() {
     json::append_int(encoded, head.seq);
     encoded.append(R"(,"hash":)");
     text(encoded, head.hash);
-    encoded.append("}}");
+    // Not in SPEC's key list: appended after it, so readers ask the Core instead of
+    // re-deriving the rule (it depends on RUN_UNIT_TESTS, which the file does not hold).
+    encoded.append(R"(},"waiting_for_train_now":)");
+    boolean(encoded, waiting());
+    encoded.push_back('}');
     {
         // The snapshot first: if the file write fails, status still tells the truth.
         std::lock_guard lock(status_mu);
@@ -560,7 +584,10 @@ void Core::Impl::begin_fresh(const std::string& new_mode) {
     clear_flags();
     mode = new_mode;
     round = 0;
-    append("pipeline_start", "mode=" + mode + " rounds=" + std::to_string(config.rounds));
+    if (journal->head().seq > 0)  // a restart before any stage completed: still one run
+        append("pipeline_resume", "resume round=1 stage=generate");
+    else
+        append("pipeline_start", "mode=" + mode + " rounds=" + std::to_string(config.rounds));
     enter_round(1);
 }
 

@@ -12,6 +12,7 @@
 #include "heidi/errors.hpp"
 #include "heidi/fsutil.hpp"
 #include "heidi/json.hpp"
+#include "heidi/json_limits.hpp"
 
 namespace heidi {
 namespace {
@@ -287,6 +288,9 @@ std::string python_repr(std::string_view text) {
 
 std::optional<HeidiLineEvent> parse_heidi_line(std::string_view line) {
     if (!line.starts_with(kHeidiPrefix)) return std::nullopt;
+    // Too deeply nested: refused unparsed, like any malformed line (both backends). A lone
+    // surrogate escape ("\ud800") fails the parse, so such a line is skipped too.
+    if (json::nesting_exceeds(line.substr(kHeidiPrefix.size()))) return std::nullopt;
     json::Value payload =
         json::Value::parse(utf8_replace(line.substr(kHeidiPrefix.size())), nullptr, false);
     if (!payload.is_object()) return std::nullopt;
@@ -322,8 +326,16 @@ void remove_temp_files(const std::string& out_dir) {
     if (!fs::is_directory(out_dir, ec)) return;
     std::vector<fs::directory_entry> top;
     for (const auto& entry : fs::directory_iterator(out_dir)) top.push_back(entry);
-    for (const auto& entry : top)
-        if (entry.is_directory() && !entry.is_symlink()) remove_temp_below(entry.path());
+    std::sort(top.begin(), top.end(),
+              [](const auto& a, const auto& b) { return a.path().filename() < b.path().filename(); });
+    for (const auto& entry : top) {
+        // At the top only temporary files and links (best_adapter.<pid>.tmp): a folder of
+        // OUT_DIR is never written under a temporary name.
+        bool is_dir = entry.is_directory() && !entry.is_symlink();
+        if (is_dir) remove_temp_below(entry.path());
+        else if (entry.path().filename().string().find(".tmp") != std::string::npos)
+            fs::remove(entry.path());
+    }
 }
 
 }  // namespace heidi

@@ -638,7 +638,8 @@ StateHead read_state_head(const std::string& path) {
     std::string text;
     try {
         text = fsutil::read_file(path);
-    } catch (const OsError&) {
+    } catch (const OsError& error) {
+        if (error.error_code() != ENOENT) throw;  // unreadable: an error of its own, naming it
         return head;
     }
     const auto state = json::Value::parse(text, nullptr, false);

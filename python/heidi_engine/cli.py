@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import HeidiError, TransitionError
+from .io import JsonlError
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -99,18 +100,30 @@ def find_server(out_dir: Path) -> ServerInfo | None:
 
 
 def read_state_file(out_dir: Path) -> dict:
+    """The run's state file, checked as the Core checks it when it resumes the run."""
+    from ._py.core import state_file_problem
+    from ._py.jsonenc import nesting_exceeds
+
     path = out_dir / "state" / "run_state.json"
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise CliError(f"no run in {out_dir} (no {path})") from None
+    status, problem = None, "not valid JSON"
+    if not nesting_exceeds(raw):
+        try:
+            status = json.loads(raw)
+            problem = state_file_problem(status)
+        except ValueError:
+            pass
+    if problem is not None:
+        raise CliError(f"invalid state file {path}: {problem}")
+    return status
 
 
 def waiting_for_train_now(status: dict) -> bool:
-    last = status.get("last_completed")
-    return (status.get("state") == "IDLE" and status.get("mode") == "collect" and last is not None
-            and last.get("round") == status.get("current_round")
-            and last.get("stage") in ("validate", "test"))
+    """The Core's own answer (run_state.json's ``waiting_for_train_now``)."""
+    return status.get("waiting_for_train_now") is True
 
 
 def describe_status(status: dict) -> str:
@@ -476,8 +489,12 @@ def cmd_events(args: argparse.Namespace) -> int:
                 lines = [json.dumps(e, ensure_ascii=True, separators=(",", ":")) for e in events]
             else:
                 raw, since = journal.page(since, page)
-                lines = [line.decode() for line in raw]
-                events = [json.loads(line) for line in lines]
+                try:
+                    lines = [line.decode() for line in raw]
+                    events = [json.loads(line) for line in lines]
+                except (ValueError, RecursionError):
+                    raise CliError(f"invalid journal {journal.path}: an event is not valid "
+                                   "JSON (`heidi verify` names the line)") from None
             for line, event in zip(lines, events):
                 print(line if args.json else _format_event(event), flush=True)
             if remaining is not None:
@@ -586,9 +603,8 @@ def _package_version(name: str) -> str | None:
 
 
 def doctor_report() -> dict[str, Any]:
-    import shutil
-
     from . import backend as backend_mod
+    from .api.launcher import find_heidid
 
     native_error = backend_mod.native_import_error()
     try:
@@ -599,7 +615,7 @@ def doctor_report() -> dict[str, Any]:
         "backend": selected,
         "heidi_backend_env": os.environ.get("HEIDI_BACKEND", "auto"),
         "heidi_cpp": "importable" if native_error is None else f"not importable: {native_error}",
-        "heidid": shutil.which("heidid"),
+        "heidid": find_heidid(),
         "python": sys.version.split()[0],
         "packages": {name: _package_version(name) for name in (
             "torch", "transformers", "peft", "bitsandbytes", "safetensors", "gguf", "datasketch",
@@ -633,7 +649,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         return EXIT_OK
     print(f"backend        {report['backend']} (HEIDI_BACKEND={report['heidi_backend_env']})")
     print(f"heidi_cpp      {report['heidi_cpp']}")
-    print(f"heidid         {report['heidid'] or 'not on PATH'}")
+    print(f"heidid         {report['heidid'] or 'not found (HEIDID, beside heidi_cpp, the scripts directory, PATH)'}")
     print(f"python         {report['python']}")
     for name, version in report["packages"].items():
         print(f"{name:<14} {version or 'not installed'}")
@@ -754,11 +770,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CliError as exc:
         print(f"heidi: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
-    except (HeidiError, ImportError) as exc:
+    except (HeidiError, ImportError, JsonlError) as exc:
         print(f"heidi: error: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except BrokenPipeError:
         return EXIT_OK
+    except OSError as exc:  # an unreadable or unwritable file of the run: name it, no traceback
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"heidi: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":

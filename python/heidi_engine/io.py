@@ -78,14 +78,20 @@ class JsonlError(ValueError):
 
 def iter_jsonl(path: str | os.PathLike) -> Iterator[dict]:
     """Yield each JSON object of a JSONL file; a bad line raises JsonlError naming it."""
-    with open(path, encoding="utf-8") as fh:
-        for number, line in enumerate(fh, 1):
+    with open(path, "rb") as fh:
+        for number, raw in enumerate(fh, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise JsonlError(f"{path}:{number}: not valid UTF-8") from None
             if not line.strip():
                 continue
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise JsonlError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
+            except RecursionError:
+                raise JsonlError(f"{path}:{number}: nested too deeply") from None
             if not isinstance(obj, dict):
                 raise JsonlError(f"{path}:{number}: expected a JSON object")
             yield obj

@@ -15,12 +15,15 @@ Layers, each usable on its own:
 from __future__ import annotations
 
 import hmac
+import io
 import json
 import os
 import secrets
 import signal
+import socket
 import sys
 import threading
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -29,6 +32,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from . import api
+from ._py.jsonenc import MAX_NESTING_DEPTH, nesting_exceeds
 from .api import metrics
 from .api.journal_index import JournalIndex
 from .api.reports import EvalReports
@@ -46,6 +50,16 @@ PAGE_HEADERS = (("Content-Security-Policy",
 UNAUTHORIZED = "missing or invalid bearer token"
 DISCOVERY_NAME = "daemon.json"
 TOKEN_NAME = "daemon.token"
+INT64_MAX = (1 << 63) - 1
+# Connection limits, the same as heidid's (cpp/daemon/http_server.hpp).
+MAX_CONNECTIONS = 256  # open at once; more get 503 and are closed
+IDLE_TIMEOUT_S = 5.0  # between requests on a keep-alive connection
+REQUEST_TIMEOUT_S = 10.0  # to send a whole request (line, headers, body)
+READ_TIMEOUT_S = 5.0  # of silence within a request
+WRITE_TIMEOUT_S = 5.0  # for the client to take the answer
+LISTEN_BACKLOG = 1024
+MAX_FRAMING_LINE = 1024  # chunk-size and trailer lines
+MAX_TRAILER_LINES = 64
 
 
 def encode_json(obj: object) -> bytes:
@@ -102,8 +116,15 @@ def parse_int_params(operation: api.Operation, query: str) -> dict[str, int]:
         if text is None:
             values[param.name] = param.default
             continue
-        ok = text.isascii() and text.isdigit() and len(text) <= 18
-        number = int(text) if ok else -1
+        ok = text.isascii() and text.isdigit()
+        # Beyond int64 is named as out of range, not as "not an integer" (the digits are
+        # counted first: int() of thousands of digits is refused by Python itself).
+        too_large = ok and (len(text.lstrip("0")) > 19 or int(text) > INT64_MAX)
+        number = int(text) if ok and not too_large else -1
+        if too_large:
+            top = INT64_MAX if param.maximum is None else param.maximum
+            raise BadRequest(f"invalid value for {param.name}: '{text}' "
+                             f"(expected an integer {param.minimum}..{top})")
         if not ok or number < param.minimum or (param.maximum is not None and number > param.maximum):
             raise BadRequest(f"invalid value for {param.name}: '{text}' "
                              f"(expected {param.expectation()})")
@@ -115,9 +136,11 @@ def parse_body(operation: api.Operation, body: bytes) -> dict[str, str]:
     """An empty body or a JSON object whose fields the route's schema allows."""
     if not body.strip():
         return {}
+    if nesting_exceeds(body):
+        raise BadRequest(f"body nests too deeply (limit {MAX_NESTING_DEPTH})")
     try:
         obj = json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         raise BadRequest("body is not valid JSON") from None
     if not isinstance(obj, dict):
         raise BadRequest("body must be a JSON object")
@@ -224,7 +247,8 @@ class Api:
         route = self.routes.get(path)
         if route is None:
             return error(404, f"not found: {path}")
-        operation = route.operations.get(method)
+        # HEAD is GET without the body (the HTTP layer drops it).
+        operation = route.operations.get("GET" if method == "HEAD" else method)
         if operation is None:
             return error(405, f"method {method} not allowed on {path} (allowed: {route.allowed()})",
                          ("Allow", route.allowed()))
@@ -299,8 +323,39 @@ class Api:
 ROUTABLE_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
-class _TooLarge(Exception):
-    pass
+class _Refused(Exception):
+    """A request refused before the Api sees it; the connection closes after the answer."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.response = error(status, message)
+
+
+def _too_large() -> _Refused:
+    return _Refused(413, f"request body too large (limit {api.MAX_BODY_BYTES} bytes)")
+
+
+class _ConnectionReader(io.RawIOBase):
+    """The socket's bytes; each read waits at most READ_TIMEOUT_S and never past ``deadline``.
+
+    A client that trickles its request (slow-loris) loses the connection when the
+    deadline of its request passes, however often it sends a byte.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        super().__init__()
+        self.sock = sock
+        self.deadline = time.monotonic()
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("request deadline passed")
+        self.sock.settimeout(min(READ_TIMEOUT_S, left))
+        return self.sock.recv_into(buffer)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -313,20 +368,25 @@ class _Handler(BaseHTTPRequestHandler):
     api_obj: Api
     log_requests: bool = False
 
+    def setup(self) -> None:
+        super().setup()
+        self.rfile.close()  # the buffered socket file; reads go through the deadline reader
+        self._reader = _ConnectionReader(self.connection)
+        self.rfile = io.BufferedReader(self._reader, 16 * 1024)
+
     def _serve(self) -> None:
         if self.command not in ROUTABLE_METHODS:
             self.send_error(400)
             return
         try:
             body = self._read_body()
-        except BadRequest as exc:
+        except _Refused as exc:
             self.close_connection = True
-            self._send(error(400, exc.message))
+            self._send(exc.response)
             return
-        except _TooLarge:
-            # Refused unread, so the connection cannot be reused.
+        except TimeoutError:
             self.close_connection = True
-            self._send(error(413, f"request body too large (limit {api.MAX_BODY_BYTES} bytes)"))
+            self._send(error(408, "request timed out"))
             return
         headers = {"Authorization": self.headers.get("Authorization")}
         try:
@@ -338,39 +398,66 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(response)
 
     def _read_body(self) -> bytes:
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+        """The body (Content-Length or chunked), never more than MAX_BODY_BYTES: a larger
+        one is refused before it is read. The same framing rules as heidid."""
+        length_text = self.headers.get("Content-Length")
+        encoding = self.headers.get("Transfer-Encoding")
+        if length_text is not None and encoding is not None:
+            raise _Refused(400, "both Content-Length and Transfer-Encoding given")
+        if encoding is not None:
+            if encoding.strip(" \t").lower() != "chunked":
+                raise _Refused(400, "unsupported Transfer-Encoding (valid: chunked)")
             return self._read_chunked()
-        length_text = self.headers.get("Content-Length", "0").strip() or "0"
-        if not (length_text.isascii() and length_text.isdigit()):
-            raise BadRequest("bad request")
+        if length_text is None:
+            return b""
+        length_text = length_text.strip(" \t")
+        if not (length_text.isascii() and length_text.isdigit() and len(length_text) <= 19):
+            raise _Refused(400, "invalid Content-Length")
         length = int(length_text)
         if length > api.MAX_BODY_BYTES:
-            raise _TooLarge
-        return self.rfile.read(length) if length else b""
+            raise _too_large()
+        body = self.rfile.read(length) if length else b""
+        if len(body) < length:
+            raise TimeoutError("the client closed before sending its body")
+        return body
+
+    def _framing_line(self, max_length: int = MAX_FRAMING_LINE) -> bytes:
+        line = self.rfile.readline(max_length + 2)
+        if not line.endswith(b"\n") or len(line.rstrip(b"\r\n")) > max_length:
+            raise _Refused(400, "invalid chunked body")
+        return line.removesuffix(b"\n").removesuffix(b"\r")
 
     def _read_chunked(self) -> bytes:
         body = bytearray()
         while True:
-            size_line = self.rfile.readline(1024).split(b";", 1)[0].strip()
-            try:
-                size = int(size_line, 16)
-            except ValueError:
-                raise BadRequest("bad request") from None
+            size_text = self._framing_line().split(b";", 1)[0].strip(b" \t")
+            if not (0 < len(size_text) <= 16 and all(c in b"0123456789abcdefABCDEF" for c in size_text)):
+                raise _Refused(400, "invalid chunk size")
+            size = int(size_text, 16)
             if size == 0:
-                while self.rfile.readline(1024) not in (b"\r\n", b"\n", b""):
-                    pass  # trailers
+                break
+            if size > api.MAX_BODY_BYTES - len(body):
+                raise _too_large()
+            chunk = self.rfile.read(size)
+            if len(chunk) < size:
+                raise _Refused(400, "invalid chunked body")
+            body += chunk
+            if self._framing_line(0):
+                raise _Refused(400, "invalid chunked body")
+        for _ in range(MAX_TRAILER_LINES):
+            if not self._framing_line():
                 return bytes(body)
-            if len(body) + size > api.MAX_BODY_BYTES:
-                raise _TooLarge
-            body += self.rfile.read(size)
-            self.rfile.readline(1024)  # the CRLF after the chunk
+        raise _Refused(400, "invalid chunked body")
 
     def _send(self, response: Response) -> None:
+        self.connection.settimeout(WRITE_TIMEOUT_S)
         self.send_response(response.status)
         self.send_header("Content-Type", response.content_type)
         self.send_header("Content-Length", str(len(response.body)))
         for name, value in (*COMMON_HEADERS, *response.headers):
             self.send_header(name, value)
+        if self.close_connection:
+            self.send_header("Connection", "close")
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(response.body)
@@ -385,6 +472,11 @@ class _Handler(BaseHTTPRequestHandler):
     def handle_one_request(self) -> None:
         # Any method name reaches the router (unknown ones get 405), like heidid.
         try:
+            self._reader.deadline = time.monotonic() + IDLE_TIMEOUT_S
+            if not self.rfile.peek(1):  # the client closed
+                self.close_connection = True
+                return
+            self._reader.deadline = time.monotonic() + REQUEST_TIMEOUT_S
             self.raw_requestline = self.rfile.readline(65537)
             if len(self.raw_requestline) > 65536:
                 self.requestline = self.request_version = self.command = ""
@@ -397,7 +489,7 @@ class _Handler(BaseHTTPRequestHandler):
                 return
             self._serve()
             self.wfile.flush()
-        except TimeoutError:
+        except OSError:  # timed out, reset by the client, or the server is closing
             self.close_connection = True
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -406,17 +498,67 @@ class _Handler(BaseHTTPRequestHandler):
             sys.stderr.write(f"heidi serve: {self.address_string()} {format % args}\n")
 
 
+class _ThreadingServer(ThreadingHTTPServer):
+    """A thread per connection, at most MAX_CONNECTIONS open; more get 503 and are closed."""
+
+    daemon_threads = True
+    request_queue_size = LISTEN_BACKLOG
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._open = 0
+        self._open_lock = threading.Lock()
+        super().__init__(*args, **kwargs)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        with self._open_lock:
+            refuse = self._open >= MAX_CONNECTIONS
+            if not refuse:
+                self._open += 1
+        if refuse:
+            self._refuse(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        with self._open_lock:
+            self._open -= 1
+
+    def _refuse(self, request: socket.socket) -> None:
+        body = encode_json({"error": f"too many connections (limit {MAX_CONNECTIONS})"})
+        head = ("HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\nConnection: close\r\nRetry-After: 1\r\n\r\n")
+        try:
+            request.setblocking(False)  # never stall the accept loop on this client
+            request.send(head.encode() + body)
+            # Drop what already arrived: closing with unread data would reset the
+            # connection and could discard the answer before the client reads it.
+            while request.recv(65536):
+                pass
+        except OSError:
+            pass
+        self.shutdown_request(request)
+
+
 class HttpServer:
     """The Api on a threading HTTP server; ``port=0`` picks a free port."""
 
     def __init__(self, api_obj: Api, host: str = "127.0.0.1", port: int = 0,
                  log_requests: bool = False) -> None:
         handler = type("Handler", (_Handler,), {"api_obj": api_obj, "log_requests": log_requests})
-        server_cls = ThreadingHTTPServer
+        server_cls: type[_ThreadingServer] = _ThreadingServer
         if ":" in host:
-            server_cls = type("Server6", (ThreadingHTTPServer,), {"address_family": _inet6()})
+            server_cls = type("Server6", (_ThreadingServer,), {"address_family": socket.AF_INET6})
         self._httpd = server_cls((host, port), handler)
-        self._httpd.daemon_threads = True
         self.host = host
         self.port = self._httpd.server_address[1]
         self._thread: threading.Thread | None = None
@@ -440,10 +582,9 @@ class HttpServer:
         return f"http://{host}:{self.port}/"
 
 
-def _inet6() -> int:
-    import socket
-
-    return socket.AF_INET6
+def is_loopback(host: str) -> bool:
+    """The rule heidid warns by: localhost, ::1 and 127.0.0.0/8."""
+    return host in ("localhost", "::1") or host.startswith("127.")
 
 
 def write_token_file(path: Path) -> str:
@@ -537,6 +678,10 @@ def serve(options: ServeOptions) -> int:
         httpd.start()
         write_discovery(out_dir, server="heidi serve", url=httpd.base_url, host=options.host,
                         port=httpd.port, token_file=token_file, backend=engine.name)
+        if not is_loopback(options.host):
+            print(f"heidi serve: warning: listening on {options.host}, which is not a loopback "
+                  "address; anyone who can reach it and has the token can steer the run",
+                  file=sys.stderr, flush=True)
         print(f"heidi serve listening on {httpd.base_url}#token={token}", flush=True)
         while not stop_requested.wait(0.5):
             pass

@@ -27,6 +27,13 @@ TRICKY_MESSAGES = (
 )
 
 
+def nested(depth: int) -> list:
+    value: list = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
 def heidi(payload: dict) -> None:
     sys.stdout.write("@heidi " + json.dumps(payload) + "\n")
     sys.stdout.flush()
@@ -94,6 +101,12 @@ def main() -> int:
         for index, message in enumerate(TRICKY_MESSAGES):
             heidi({"message": message, "level": "debug", "usage_delta": {"tokens": index},
                    "artifact_paths": [f"data/x_{index}.jsonl"]})
+        # Lines both Cores skip: lone surrogates (not Unicode), nesting beyond the limit of
+        # 64; and one nested exactly to the limit, which is journaled.
+        heidi({"message": "lone high \ud800 surrogate"})
+        heidi({"message": "lone low surrogate", "extra": ["\udfff"]})
+        heidi({"message": "nested too deeply", "extra": nested(64)})
+        heidi({"message": "nested at the limit", "extra": nested(63)})
     print(f"{args.stage} stderr note", file=sys.stderr, flush=True)
     if args.grandchild_pid_file:
         child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])

@@ -22,7 +22,7 @@ from . import faults
 from .clock import FakeClock, RunId, SystemClock
 from .config import Config
 from .journal import JournalWriter, verify_chain
-from .jsonenc import dumps
+from .jsonenc import dumps, nesting_exceeds
 from .runlock import RunLock
 from .status import StatusWriter, atomic_write
 from .subprocess_runner import CancelToken, Subprocess
@@ -145,9 +145,15 @@ def parse_heidi_line(line: str) -> dict[str, Any] | None:
     """The event of one ``@heidi {json}`` stdout line, or None when it is not a valid one."""
     if not line.startswith(HEIDI_LINE_PREFIX):
         return None
+    text = line[len(HEIDI_LINE_PREFIX) :]
+    if nesting_exceeds(text):  # refused unparsed, like any malformed line (both backends)
+        return None
     try:
-        payload = json.loads(line[len(HEIDI_LINE_PREFIX) :], parse_constant=_reject_constant)
-    except ValueError:
+        payload = json.loads(text, parse_constant=_reject_constant)
+        # A lone surrogate escape ("\ud800") is not Unicode: the native parser refuses the
+        # line, so it is skipped here too.
+        json.dumps(payload, ensure_ascii=False).encode("utf-8")
+    except (ValueError, UnicodeError):
         return None
     if not isinstance(payload, dict):
         return None
@@ -171,6 +177,38 @@ def parse_heidi_line(line: str) -> dict[str, Any] | None:
     return event
 
 
+STATE_NAMES = (IDLE, "PAUSED", ERROR, *RUNNING_STATES)
+STATE_KEYS = ("schema", "run_id", "mode", "state", "stage", "current_round", "counts",
+              "last_completed", "last_error", "journal_head")
+
+
+def state_file_problem(saved: Any) -> str | None:
+    """What is wrong with a parsed run_state.json, or None (the same text as the native Core)."""
+    if not isinstance(saved, dict):
+        return "not a JSON object"
+    for key in STATE_KEYS:
+        if key not in saved:
+            return f"missing key '{key}'"
+    last = saved["last_completed"]
+    checks = (
+        ("schema", saved["schema"] == SCHEMA),
+        ("run_id", isinstance(saved["run_id"], str)),
+        ("mode", saved["mode"] in MODES),
+        ("state", isinstance(saved["state"], str) and saved["state"] in STATE_NAMES),
+        ("stage", saved["stage"] is None or saved["stage"] in STAGES),
+        ("current_round", _is_int64(saved["current_round"])),
+        ("counts", _int_map(saved["counts"])),
+        ("last_completed", last is None or (
+            isinstance(last, dict) and _is_int64(last.get("round")) and last.get("stage") in STAGES)),
+        ("last_error", saved["last_error"] is None or isinstance(saved["last_error"], str)),
+        ("journal_head", _is_head(saved["journal_head"])),
+    )
+    for key, ok in checks:
+        if not ok:
+            return f"invalid value for '{key}'"
+    return None
+
+
 def _is_json_object_file(path: str) -> bool:
     try:
         with open(path, "rb") as handle:
@@ -180,7 +218,8 @@ def _is_json_object_file(path: str) -> bool:
 
 
 def remove_temp_files(out_dir: str) -> None:
-    """Remove what a crash left half-written: every ``*.tmp*`` entry below OUT_DIR's subfolders."""
+    """Remove what a crash left half-written: every ``*.tmp*`` entry below OUT_DIR's
+    subfolders, and temporary files and links at its top (``best_adapter.<pid>.tmp``)."""
     try:
         top = list(os.scandir(out_dir))
     except FileNotFoundError:
@@ -188,6 +227,8 @@ def remove_temp_files(out_dir: str) -> None:
     for entry in sorted(top, key=lambda e: e.name):
         if entry.is_dir(follow_symlinks=False):
             _remove_temp_below(entry.path)
+        elif ".tmp" in entry.name:
+            os.unlink(entry.path)
 
 
 def _remove_temp_below(folder: str) -> None:
@@ -304,31 +345,16 @@ class Core:
                 raw = handle.read()
         except FileNotFoundError:
             return None
-        try:
-            saved = json.loads(raw)
-            if not isinstance(saved, dict) or saved.get("schema") != SCHEMA:
-                raise ValueError
-            last = saved["last_completed"]
-            if not (
-                isinstance(saved["run_id"], str)
-                and saved["mode"] in MODES
-                and _is_int64(saved["current_round"])
-                and _int_map(saved["counts"])
-                and (saved["last_error"] is None or isinstance(saved["last_error"], str))
-                and (saved["stage"] is None or saved["stage"] in STAGES)
-                and _is_head(saved["journal_head"])
-                and (
-                    last is None
-                    or (
-                        isinstance(last, dict)
-                        and _is_int64(last.get("round"))
-                        and last.get("stage") in STAGES
-                    )
-                )
-            ):
-                raise ValueError
-        except (ValueError, KeyError):
-            raise JournalError(f"invalid state file {self._state_path}") from None
+        saved: Any = None
+        problem = "not valid JSON"
+        if not nesting_exceeds(raw):
+            try:
+                saved = json.loads(raw)
+                problem = state_file_problem(saved)
+            except (ValueError, RecursionError):
+                pass
+        if problem is not None:
+            raise JournalError(f"invalid state file {self._state_path}: {problem}")
         return saved
 
     def _choose_run_id(self, saved: dict[str, Any] | None, journal_path: str) -> str:
@@ -465,6 +491,9 @@ class Core:
             ),
             "last_error": self._last_error,
             "journal_head": {"seq": seq, "hash": digest},
+            # Not in SPEC's key list: appended after it, so readers ask the Core instead of
+            # re-deriving the rule (it depends on RUN_UNIT_TESTS, which the file does not hold).
+            "waiting_for_train_now": self._waiting(),
         }
         # The snapshot first: if the file write fails, status still tells the truth.
         self._status_line = dumps(status)
@@ -580,7 +609,10 @@ class Core:
         self._clear_flags()
         self._mode = mode
         self._round = 0
-        self._append("pipeline_start", f"mode={mode} rounds={self._config.rounds}")
+        if self._journal.head[0] > 0:  # a restart before any stage completed: still one run
+            self._append("pipeline_resume", "resume round=1 stage=generate")
+        else:
+            self._append("pipeline_start", f"mode={mode} rounds={self._config.rounds}")
         self._enter_round(1)
 
     def _enter_round(self, round_: int) -> None:

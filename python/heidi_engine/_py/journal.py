@@ -182,8 +182,8 @@ def _state_head(state_path: str) -> tuple[int, str] | None:
     try:
         with open(state_path, "rb") as handle:
             state = json.loads(handle.read().decode("utf-8"))
-    except (OSError, ValueError, RecursionError):
-        return None
+    except (FileNotFoundError, ValueError, RecursionError):
+        return None  # an unreadable one is an error of its own (OSError naming it)
     head = state.get("journal_head") if isinstance(state, dict) else None
     if not isinstance(head, dict):
         return None

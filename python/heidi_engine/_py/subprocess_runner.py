@@ -14,7 +14,6 @@ from __future__ import annotations
 import errno
 import os
 import selectors
-import shutil
 import signal
 import stat
 import subprocess
@@ -122,27 +121,77 @@ def resolve_executable(name: str, env: Mapping[str, str] | None, cwd: str | None
     raise SpawnError(error, os.strerror(error), name)
 
 
-_pdeathsig_prefix_cache: list[list[str]] = []
+# The child is started through this program, run by a fresh interpreter (-I -S: no site,
+# no environment variables of its own): single-threaded, so calling prctl through ctypes
+# is safe there, unlike in a ``preexec_fn`` of a threaded parent. It binds the child's
+# death to the runner (PR_SET_PDEATHSIG = SIGKILL), exits 127 if the runner is already
+# gone, and execs the target itself. An exec failure (ENOEXEC for a file without "#!",
+# unlike execvp's /bin/sh fallback) goes back through a pipe, so the runner raises
+# SpawnError as the native runner does. The child's environment comes on a pipe (NUL-
+# separated NAME=value), not from the helper's own, which the interpreter may change at
+# start (locale coercion sets LC_CTYPE). argv: parent pid, error pipe fd, environment
+# pipe fd, path, argv...
+_EXEC_HELPER = """\
+import os, sys
+fd = int(sys.argv[2])
+chunks = []
+while chunk := os.read(int(sys.argv[3]), 65536):
+    chunks.append(chunk)
+os.close(int(sys.argv[3]))
+env = dict(item.split(b"=", 1) for item in b"".join(chunks).split(b"\\0") if item)
+def fail(kind, code):
+    os.write(fd, f"{kind}{code}".encode())
+    os._exit(127)
+try:
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(1, 9, 0, 0, 0) != 0:
+        fail("prctl:", ctypes.get_errno())
+except (ImportError, OSError, AttributeError) as exc:
+    fail("prctl:", f"{type(exc).__name__}: {exc}")
+if os.getppid() != int(sys.argv[1]):
+    os._exit(127)
+os.set_inheritable(fd, False)
+try:
+    os.execve(sys.argv[4], sys.argv[5:], env)
+except OSError as exc:
+    fail("exec:", exc.errno or 0)
+"""
 
 
-def _pdeathsig_prefix() -> list[str]:
-    """``setpriv --pdeathsig KILL --`` when util-linux provides it, else nothing.
+def _helper_python() -> str:
+    import sys
 
-    Python cannot call prctl in the child without ``preexec_fn`` (unsafe with threads
-    and it forces a full fork), so the child is started through setpriv, which sets
-    PR_SET_PDEATHSIG and execs the real program.
-    """
-    if not _pdeathsig_prefix_cache:
-        prefix: list[str] = []
-        setpriv = shutil.which("setpriv", path="/usr/bin:/bin:/usr/sbin:/sbin")
-        if setpriv is not None:
-            probe = subprocess.run(
-                [setpriv, "--help"], capture_output=True, check=False, timeout=10
-            )
-            if b"--pdeathsig" in probe.stdout:
-                prefix = [setpriv, "--pdeathsig", "KILL", "--"]
-        _pdeathsig_prefix_cache.append(prefix)
-    return _pdeathsig_prefix_cache[0]
+    if not sys.executable:
+        raise SpawnError(errno.ENOENT, "no Python interpreter to bind the child's death "
+                         "signal with (sys.executable is empty)", "python")
+    return sys.executable
+
+
+def _send_environment(fd: int, env: Mapping[str, str] | None) -> None:
+    items = os.environb.items() if env is None else (
+        (os.fsencode(k), os.fsencode(v)) for k, v in env.items())
+    data = b"\0".join(k + b"=" + v for k, v in items)
+    try:
+        with open(fd, "wb", closefd=True) as pipe:
+            pipe.write(data)
+    except BrokenPipeError:
+        pass  # the helper is gone: its exit status is the result
+
+
+def _spawn_failure(read_fd: int, name: str) -> SpawnError | None:
+    """The helper's report: None when the target was exec'd, else the error to raise."""
+    data = b""
+    while chunk := os.read(read_fd, 4096):
+        data += chunk
+    if not data:
+        return None
+    kind, _, detail = data.decode("utf-8", "replace").partition(":")
+    if kind == "exec" and detail.isdigit() and int(detail):
+        return SpawnError(int(detail), os.strerror(int(detail)), name)
+    reason = os.strerror(int(detail)) if detail.isdigit() else detail
+    return SpawnError(errno.ENOSYS, "cannot bind the child's death to the runner "
+                      f"(prctl PR_SET_PDEATHSIG: {reason})", name)
 
 
 class _LineSplitter:
@@ -229,21 +278,41 @@ class Subprocess:
             return RunResult(-1, 0, False, b"", b"", False, 0.0, cancelled=True)
 
         executable = resolve_executable(argv[0], env, cwd_str)
-        command = [*_pdeathsig_prefix(), executable, *argv[1:]] if _pdeathsig_prefix() else argv
+        read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+        env_read_fd, env_write_fd = os.pipe2(os.O_CLOEXEC)
+        command = [_helper_python(), "-I", "-S", "-c", _EXEC_HELPER, str(os.getpid()),
+                   str(write_fd), str(env_read_fd), executable, *argv]
         try:
-            proc = subprocess.Popen(
-                command,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                env=dict(env) if env is not None else None,
-                cwd=cwd_str,
-                start_new_session=True,
-                close_fds=True,
-                bufsize=0,
-            )
-        except OSError as exc:
-            raise SpawnError(exc.errno, exc.strerror, exc.filename or argv[0]) from exc
+            try:
+                proc = subprocess.Popen(
+                    command,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    env=dict(env) if env is not None else None,
+                    cwd=cwd_str,
+                    start_new_session=True,
+                    close_fds=True,
+                    pass_fds=(write_fd, env_read_fd),
+                    bufsize=0,
+                )
+            except OSError as exc:
+                raise SpawnError(exc.errno, exc.strerror, exc.filename or argv[0]) from exc
+            for fd in (write_fd, env_read_fd):
+                os.close(fd)
+            write_fd = env_read_fd = -1
+            sending, env_write_fd = env_write_fd, -1
+            _send_environment(sending, env)
+            failure = _spawn_failure(read_fd, argv[0])
+        finally:
+            for fd in (read_fd, write_fd, env_read_fd, env_write_fd):
+                if fd >= 0:
+                    os.close(fd)
+        if failure is not None:
+            proc.wait()
+            proc.stdout.close()
+            proc.stderr.close()
+            raise failure
         try:
             return _supervise(
                 proc, started, timeout_s, max_output_bytes, kill_grace_s, on_stdout_line, cancel

@@ -65,7 +65,9 @@ class Route:
     operations: dict[str, Operation] = field(default_factory=dict)
 
     def allowed(self) -> str:
-        return ", ".join(sorted(self.operations))
+        """The methods of the path; HEAD wherever GET is (both servers answer it)."""
+        methods = set(self.operations) | ({"HEAD"} if "GET" in self.operations else set())
+        return ", ".join(sorted(methods))
 
 
 def load_document() -> dict:

@@ -39,11 +39,9 @@ function setConnection(text, ok) {
   el.dataset.ok = ok ? "1" : "0";
 }
 
-// "Waiting for train-now": IDLE, collect mode, the current round's data collected.
+// "Waiting for train-now" is the Core's answer, carried in the status.
 function waitingForTrainNow(s) {
-  const last = s.last_completed;
-  return s.state === "IDLE" && s.mode === "collect" && last !== null &&
-    last.round === s.current_round && (last.stage === "validate" || last.stage === "test");
+  return s.waiting_for_train_now === true;
 }
 
 function renderStatus(s) {
