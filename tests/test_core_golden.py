@@ -73,7 +73,7 @@ def test_golden_files_cover_the_tricky_characters():
     text = GOLDEN_EVENTS.read_text(encoding="ascii")
     for escaped in ('\\"', "\\\\", "\\u00e9", "\\ud83d\\ude00", "\\u0001", "\\n", "\\t", "\\u007f"):
         assert escaped in text
-    assert "[REDACTED]" in text and "hunter2" not in text and "sk-abc" not in text
+    assert "[REDACTED:secret_assignment]" in text and "hunter2" not in text and "sk-abc" not in text
     for event_type in ("pipeline_error", "pipeline_resume", "train_now_trigger", "paused",
                        "resumed", "train_now_complete", "pipeline_stop", "pipeline_complete"):
         assert f'"event_type":"{event_type}"' in text
