@@ -256,6 +256,7 @@ SECRET_CASES = [
     ("anthropic sk-ant-api03-AAAAAAAAAAAAAAAAAAAA", "anthropic [REDACTED:anthropic_key]"),
     ("short sk-ant-abcdefghijklmn", "short [REDACTED:openai_key]"),
     ("task-abcdefghijklmnopqrstuvwxyz stays", "task-abcdefghijklmnopqrstuvwxyz stays"),
+    ("seen_xoxb-123456789012-abcdefghij", "seen_[REDACTED:slack_token]"),
     ("sk-short stays", "sk-short stays"),
     ("gh ghp_0123456789abcdefghijABCDEFGHIJ done", "gh [REDACTED:github_token] done"),
     ("github_pat_11ABCDEFG0123456789_abcdefghijklmnop", "[REDACTED:github_token]"),

@@ -83,6 +83,11 @@ bool after_word(std::string_view s, std::size_t at) {
     return at > 0 && kWord[static_cast<unsigned char>(s[at - 1])];
 }
 
+// (?<![A-Za-z0-9])
+bool after_alnum(std::string_view s, std::size_t at) {
+    return at > 0 && kAlnum[static_cast<unsigned char>(s[at - 1])];
+}
+
 // [A-Z ]*PRIVATE KEY(?: BLOCK)?----- starting at `at`; returns the end of the dashes.
 // The class run is maximal and '-' ends it, so the label is the whole run.
 std::optional<std::size_t> pem_label(std::string_view s, std::size_t at) {
@@ -136,7 +141,7 @@ std::optional<Match> key_body(std::string_view s, std::size_t body, const CharCl
 
 // The alternatives of heidi_engine._py.secrets.PROVIDER_KEYS, in its order.
 std::optional<Match> provider_key_at(std::string_view s, std::size_t at) {
-    if (at >= s.size() || after_word(s, at)) return std::nullopt;
+    if (at >= s.size() || after_alnum(s, at)) return std::nullopt;
     std::optional<Match> found;
     switch (s[at]) {
         case 's':

@@ -19,8 +19,10 @@ def marker(kind: str) -> str:
     return f"[REDACTED:{kind}]"
 
 
-# Keys and tokens must not be glued to a preceding word ("task-..." is no "sk-" key).
+# Keys and tokens must not be glued to a preceding word ("task-..." is no "sk-" key);
+# a provider key may follow "_" or "-" ("seen_xoxb-...").
 _NOT_AFTER_WORD = r"(?<![A-Za-z0-9_-])"
+_NOT_AFTER_ALNUM = r"(?<![A-Za-z0-9])"
 _PEM_LABEL = r"[A-Z ]*PRIVATE KEY(?: BLOCK)?-----"
 
 # Provider keys by prefix: (kind, pattern), tried in this order at each position.
@@ -49,7 +51,7 @@ PROVIDER_KEYS: tuple[tuple[str, str], ...] = (
 )
 _PROVIDER_KINDS = tuple(kind for kind, _ in PROVIDER_KEYS)
 _PROVIDER = re.compile(
-    _NOT_AFTER_WORD
+    _NOT_AFTER_ALNUM
     + "(?:" + "|".join(f"(?P<k{i}>{pattern})" for i, (_, pattern) in enumerate(PROVIDER_KEYS)) + ")",
     re.ASCII,
 )

@@ -142,12 +142,14 @@ def _rule(kind, pattern, triggers, group=0, check=None, flags=0, lowercase=False
 
 _B64 = r"A-Za-z0-9+/"
 _END = r"(?![A-Za-z0-9_\-])"
-# A token must not be glued to a preceding word ("task-sk-..." holds no "sk-" key).
-_START = r"(?<![A-Za-z0-9_\-])"
+# A token must not be glued to a preceding word ("task-sk-..." holds no "sk-" key); it
+# may follow "_" or "-" ("seen_xoxb-...").
+_START = r"(?<![A-Za-z0-9])"
 
 _RULES: tuple[_Rule, ...] = (
     # A text that was masked before still carried a secret (fail-closed).
-    _rule("redacted", r"\[REDACTED(?::([a-z0-9_]{1,40}))?\]", ["[REDACTED"], kind_group=1),
+    _rule("redacted", r"\[REDACTED(?::([a-z0-9_]{1,40}))?\]", ["[redacted"], kind_group=1,
+          lowercase=True),
     _rule("private_key",
           r"-----BEGIN[A-Z0-9 ]{0,30}PRIVATE KEY(?: BLOCK)?-----"
           # Line breaks (escaped or not), comment and string-continuation marks, and
