@@ -105,10 +105,16 @@ RULES: tuple[tuple[re.Pattern[str], object], ...] = (
 )
 
 
+# Per rule, characters of which a match holds at least one (every provider key holds
+# "-", "_" or "."; or starts with "A"): a rule runs only when one is in the text.
+_TRIGGERS = ("-", ":", "J", "-_.A", "bB", "=:")
+
+
 def scrub_secrets(text: str) -> str:
     """``text`` with every secret the rules find replaced by ``[REDACTED:<kind>]``."""
-    for pattern, replacement in RULES:
-        text = pattern.sub(replacement, text)
+    for (pattern, replacement), triggers in zip(RULES, _TRIGGERS):
+        if any(c in text for c in triggers):
+            text = pattern.sub(replacement, text)
     return text
 
 
