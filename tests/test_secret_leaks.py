@@ -5,7 +5,7 @@ sandboxed tests) with secrets planted in: a teacher answer, what a tested progra
 on stdout and stderr, its exception text and assertion message, and a stage's ``@heidi``
 lines (message, event type, counter name, artifact path) and plain output. Afterwards the
 whole OUT_DIR, an export of it, an eval report written the way the eval stage writes it,
-and the API's answers are searched for every planted secret.
+the API's answers and the CLI's output are searched for every planted secret.
 """
 
 from __future__ import annotations
@@ -146,7 +146,7 @@ def _run_round(backend, out_dir: Path, tmp_path: Path, monkeypatch) -> object:
 
 
 @pytest.mark.usefixtures("clean_env")
-def test_planted_secrets_reach_no_file_and_no_answer(backend, out_dir, tmp_path, monkeypatch):
+def test_planted_secrets_reach_no_file_and_no_answer(backend, out_dir, tmp_path, monkeypatch, capsys):
     from heidi_engine.cli import main as cli_main
     from heidi_engine.server import Api
 
@@ -196,12 +196,18 @@ def test_planted_secrets_reach_no_file_and_no_answer(backend, out_dir, tmp_path,
         assert "[REDACTED:" in answers[1]
     finally:
         core.shutdown()
+    capsys.readouterr()
+    for command in (["status"], ["events", "--json"], ["events"]):
+        assert cli_main([*command, "--out-dir", str(out_dir)]) == 0
+    cli_output = capsys.readouterr()
+    answers.append(cli_output.out + cli_output.err)
+    assert "[REDACTED:" in answers[-1]
 
     leaks = _scan_tree(out_dir)
     leaks.update({f"export/{k}": v for k, v in _scan_tree(tmp_path / "export").items()})
-    for target, body in zip(("status", "events", "eval", "metrics"), answers):
+    for target, body in zip(("api status", "api events", "api eval", "metrics", "cli"), answers):
         if _leaks(body):
-            leaks[f"api {target}"] = _leaks(body)
+            leaks[target] = _leaks(body)
     assert leaks == {}
 
 
