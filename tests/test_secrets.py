@@ -102,6 +102,9 @@ def test_clean_text_is_unchanged_by_masking():
     "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtz",
     "mongodb+srv://svc:Q7w9ErTy1uIo@cluster0.x1y2z.mongodb.net/db",
     "amqp://guest:s3cretPass99@rabbit:5672/",
+    'token = "a94a8fe5ccb19ba61c4c0873d391e987982fbbd3"',  # an older GitHub token: 40 hex
+    "seen_xoxb-123456789012-4567890123-abcdefghijklmnopqrstuvwx",  # glued after "_"
+    "key = '[REDACTED:aws_access_key]'",  # masked at rest: still a secret
 ])
 def test_truncated_and_unusual_layouts_are_caught(text):
     assert find_secrets(text)

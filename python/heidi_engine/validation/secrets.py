@@ -264,12 +264,14 @@ _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}
 _FILE_PATH = re.compile(r".*/.*\.[A-Za-z][A-Za-z0-9]{0,4}")
 
 
-def _public_value(value: str, strong_name: bool) -> bool:
+def _public_value(value: str, name: str, strong_name: bool) -> bool:
     """Whether an assigned value is an ARN, a public key, a URL, a file path, or (under a
-    weak name such as ``cache_key``) a hex digest or UUID: not a secret."""
+    plain ``*key`` name such as ``cache_key``) a hex digest or UUID: not a secret. (Hex
+    under ``token`` or ``auth`` names stays suspect: older GitHub tokens were 40 hex.)"""
     if value.startswith(_PUBLIC_PREFIXES) or _FILE_PATH.fullmatch(value):
         return True
-    return not strong_name and (_HEX.fullmatch(value) is not None or _UUID.fullmatch(value) is not None)
+    plain_key = not strong_name and "token" not in name and "auth" not in name
+    return plain_key and (_HEX.fullmatch(value) is not None or _UUID.fullmatch(value) is not None)
 
 
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
@@ -318,7 +320,7 @@ def _check_assignment(text: str, lowered: str, name_start: int, keyword_pos: int
     else:
         value, group = match.group("bare"), "bare"
         ok = looks_random(value, min_length=12 if strong else 20, min_entropy=3.3)
-    if not ok or _public_value(value, strong):
+    if not ok or _public_value(value, name, strong):
         return None
     return SecretFinding("high_entropy_assignment", match.start(group), match.end(group))
 
