@@ -236,7 +236,7 @@ std::optional<Match> assignment_at(std::string_view s, std::size_t at) {
     const char first = static_cast<char>(s[at] | 0x20);
     if (first != 'p' && first != 's' && first != 't' && first != 'a') return std::nullopt;
     for (const auto keyword : kKeywords) {
-        if (!has_at_ignore_case(s, at, keyword)) continue;
+        if (keyword[0] != first || !has_at_ignore_case(s, at, keyword)) continue;
         std::size_t i = at + keyword.size();
         if (char_at_in(s, i, "\"'")) ++i;
         i = span(s, i, kBlank);
@@ -303,14 +303,17 @@ unsigned possible_rules(std::string_view text) {
     return rules;
 }
 
+// A rule also needs a text at least as long as its shortest match: "-----BEGIN" "PRIVATE
+// KEY" "-----"; "://:x@"; "eyJx.eyJx."; "xoxb-" and 10 more; "bearer x" and 7 more; "pwd=x".
 struct Rule {
     unsigned bit;
+    std::size_t min_length;
     Finder find_at;
 };
 
 constexpr Rule kRules[] = {
-    {kPrivateKey, private_key_at}, {kUrl, url_password_at}, {kJwt, jwt_at},
-    {kProviderKey, provider_key_at}, {kBearer, bearer_at}, {kAssignment, assignment_at},
+    {kPrivateKey, 26, private_key_at}, {kUrl, 6, url_password_at}, {kJwt, 10, jwt_at},
+    {kProviderKey, 15, provider_key_at}, {kBearer, 15, bearer_at}, {kAssignment, 5, assignment_at},
 };
 
 }  // namespace
@@ -322,8 +325,8 @@ bool scrub_secrets_into(std::string_view message, std::string& out) {
     std::string next;
     bool changed = false;
     for (const auto& rule : kRules) {
-        if (!(rules & rule.bit)) continue;
         const std::string_view text = changed ? std::string_view(current) : message;
+        if (!(rules & rule.bit) || text.size() < rule.min_length) continue;
         if (substitute(text, rule.find_at, next)) {
             current.swap(next);
             changed = true;
