@@ -22,9 +22,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 
-from secrets_corpus import clean_corpus, covers, secret_corpus  # noqa: E402
-
 from heidi_engine.validation.secrets import find_secrets  # noqa: E402
+from secrets_corpus import clean_corpus, covers, secret_corpus  # noqa: E402
 
 PER_FORMAT = 20
 N_CLEAN = 800

@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from heidi_engine.io import read_jsonl, write_json_atomic, write_jsonl_atomic
 
 pytestmark = pytest.mark.slow

@@ -11,15 +11,14 @@ import random
 from collections import Counter
 
 import pytest
-from secrets_corpus import TOKEN_FORMATS, clean_corpus, covers, secret_corpus
-
 from heidi_engine.validation.secrets import (
     find_secrets,
+    marker,
     mask_secrets,
     mask_secrets_many,
-    marker,
     shannon_entropy,
 )
+from secrets_corpus import TOKEN_FORMATS, clean_corpus, covers, secret_corpus
 
 
 def test_corpus_has_at_least_thirty_formats():

@@ -52,7 +52,9 @@ PROVIDER_KEYS: tuple[tuple[str, str], ...] = (
 _PROVIDER_KINDS = tuple(kind for kind, _ in PROVIDER_KEYS)
 _PROVIDER = re.compile(
     _NOT_AFTER_ALNUM
-    + "(?:" + "|".join(f"(?P<k{i}>{pattern})" for i, (_, pattern) in enumerate(PROVIDER_KEYS)) + ")",
+    + "(?:"
+    + "|".join(f"(?P<k{i}>{pattern})" for i, (_, pattern) in enumerate(PROVIDER_KEYS))
+    + ")",
     re.ASCII,
 )
 
@@ -83,7 +85,8 @@ RULES: tuple[tuple[re.Pattern[str], object], ...] = (
     (re.compile(r"://([^\s:/@]*):[^\s/@]+@", re.ASCII), r"://\1:" + marker("url_password") + "@"),
     # JSON Web Tokens.
     (
-        re.compile(_NOT_AFTER_WORD + r"eyJ[A-Za-z0-9_-]+\.eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*", re.ASCII),
+        re.compile(_NOT_AFTER_WORD + r"eyJ[A-Za-z0-9_-]+\.eyJ[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*",
+                   re.ASCII),
         marker("jwt"),
     ),
     # Provider keys and webhook URLs by prefix.
@@ -96,7 +99,8 @@ RULES: tuple[tuple[re.Pattern[str], object], ...] = (
     # password=..., "token": "...", AWS_SECRET_ACCESS_KEY: ... (the value only).
     (
         re.compile(
-            "((?i:" + "|".join(re.escape(k) for k in ASSIGNMENT_KEYWORDS) + r")[\"']?[ \t]*[=:][ \t]*[\"']?)"
+            "((?i:" + "|".join(re.escape(k) for k in ASSIGNMENT_KEYWORDS) + ")"
+            r"[\"']?[ \t]*[=:][ \t]*[\"']?)"
             r"[^\s\"',;&]+",
             re.ASCII,
         ),
@@ -112,7 +116,7 @@ _TRIGGERS = ("-", ":", "J", "-_.A", "bB", "=:")
 
 def scrub_secrets(text: str) -> str:
     """``text`` with every secret the rules find replaced by ``[REDACTED:<kind>]``."""
-    for (pattern, replacement), triggers in zip(RULES, _TRIGGERS):
+    for (pattern, replacement), triggers in zip(RULES, _TRIGGERS, strict=True):
         if any(c in text for c in triggers):
             text = pattern.sub(replacement, text)
     return text

@@ -230,7 +230,8 @@ _RULES: tuple[_Rule, ...] = (
     _rule("high_entropy_assignment",
           r"key=['\"][\w.\-]*(?:pass|secret|token|api_?key|credential)[\w.\-]*['\"]\s+"
           r"value\s*=\s*['\"]([^'\"\s]{8,200})['\"]",
-          ["key=\"", "key='"], group=1, check=lambda v: looks_random(v, min_length=8, min_entropy=2.5),
+          ["key=\"", "key='"], group=1,
+          check=lambda v: looks_random(v, min_length=8, min_entropy=2.5),
           flags=re.I, lowercase=True),
 )
 
