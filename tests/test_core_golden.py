@@ -73,7 +73,7 @@ def test_golden_files_cover_the_tricky_characters():
     text = GOLDEN_EVENTS.read_text(encoding="ascii")
     for escaped in ('\\"', "\\\\", "\\u00e9", "\\ud83d\\ude00", "\\u0001", "\\n", "\\t", "\\u007f"):
         assert escaped in text
-    assert "[REDACTED]" in text and "hunter2" not in text and "sk-abc" not in text
+    assert "[REDACTED:secret_assignment]" in text and "hunter2" not in text and "sk-abc" not in text
     # Skipped by both Cores: lone surrogates and nesting beyond 64 levels.
     assert "surrogate" not in text and "nested too deeply" not in text
     assert "nested at the limit" in text

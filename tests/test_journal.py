@@ -145,12 +145,21 @@ def test_random_messages_identical_across_backends(native, pure, tmp_path):
     rng = random.Random(7)
     alphabet = ["a", "Z", "0", " ", "\"", "\\", "/", "\n", "\x00", "\x1f", "\x7f", "\u00e9", "\u2028",
                 "\ud7ff", "\ue000", "\uffff", "\U0001F600", "\U0010FFFF", "=", ":", "-", "_", "@",
-                "sk-", "token", "Bearer ", "eyJ", "://", "ghp_", "AKIA", "password", "."]
+                "sk-", "token", "Bearer ", "eyJ", "://", "ghp_", "AKIA", "password", ".",
+                "sk-ant-", "sk_live_", "rk_test_", "shpat_", "github_pat_", "glpat-", "AIza",
+                "GOCSPX-", "xoxb-", "xapp-", "hf_", "hooks.slack.com/services/",
+                "discordapp.com/api/webhooks/", "discord.com/api/webhooks/", "whsec_", "npm_",
+                "pypi-AgE", "SG.", "dop_v1_", "key-", "0123456789abcdef", "ABCDEFGHIJKLMNOP",
+                "secret_access_key", "Secret-Key", "api-key", "PRIVATE_KEY", "'", "+", "&",
+                "-----BEGIN RSA PRIVATE KEY-----", "-----END RSA PRIVATE KEY-----",
+                "-----BEGIN PGP PRIVATE KEY BLOCK-----", "-----END PGP PRIVATE KEY BLOCK-----"]
     events = []
-    for i in range(400):
+    for i in range(600):
         message = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 40)))
-        events.append((rng.choice([0, 0.001, 1.5]), dict(event_type=f"e{i}", message=message,
-                                                           counters_delta={message[:5]: i})))
+        other = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))
+        events.append((rng.choice([0, 0.001, 1.5]), dict(
+            event_type=f"e{i}{other}", message=message, artifact_paths=[other, message[::-1]],
+            counters_delta={message[:5]: i, other: -i, "token=" + other: 1})))
     native_head = write_events(native, tmp_path / "n.jsonl", events, fsync=False)
     pure_head = write_events(pure, tmp_path / "p.jsonl", events, fsync=False)
     assert (tmp_path / "n.jsonl").read_bytes() == (tmp_path / "p.jsonl").read_bytes()
@@ -243,31 +252,60 @@ def test_threads_append_without_tearing(backend, tmp_path):
 # -- secrets ----------------------------------------------------------------------------
 
 SECRET_CASES = [
-    ("key sk-abcdefghijklmnopqrstuv end", "key [REDACTED] end"),
-    ("anthropic sk-ant-api03-AAAAAAAAAAAAAAAAAAAA", "anthropic [REDACTED]"),
+    ("key sk-abcdefghijklmnopqrstuv end", "key [REDACTED:openai_key] end"),
+    ("anthropic sk-ant-api03-AAAAAAAAAAAAAAAAAAAA", "anthropic [REDACTED:anthropic_key]"),
+    ("short sk-ant-abcdefghijklmn", "short [REDACTED:openai_key]"),
     ("task-abcdefghijklmnopqrstuvwxyz stays", "task-abcdefghijklmnopqrstuvwxyz stays"),
+    ("seen_xoxb-123456789012-abcdefghij", "seen_[REDACTED:slack_token]"),
     ("sk-short stays", "sk-short stays"),
-    ("gh ghp_0123456789abcdefghijABCDEFGHIJ done", "gh [REDACTED] done"),
-    ("github_pat_11ABCDEFG0123456789_abcdefghijklmnop", "[REDACTED]"),
-    ("aws AKIAIOSFODNN7EXAMPLE,", "aws [REDACTED],"),
-    ("slack xoxb-123456789012-abcdefghij", "slack [REDACTED]"),
-    ("google AIzaSyA-0123456789abcdefghijklmnopqrstu", "google [REDACTED]"),
-    ("hf hf_abcdefghijklmnopqrstuvwxyzABCDEF", "hf [REDACTED]"),
-    ("jwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.sig-nat_ure rest", "jwt [REDACTED] rest"),
-    ("db postgres://bob:hunter2@db:5432/x ok", "db postgres://bob:[REDACTED]@db:5432/x ok"),
-    ("redis://:pw@host", "redis://:[REDACTED]@host"),
+    ("gh ghp_0123456789abcdefghijABCDEFGHIJ done", "gh [REDACTED:github_token] done"),
+    ("github_pat_11ABCDEFG0123456789_abcdefghijklmnop", "[REDACTED:github_token]"),
+    ("aws AKIAIOSFODNN7EXAMPLE,", "aws [REDACTED:aws_access_key],"),
+    ("slack xoxb-123456789012-abcdefghij", "slack [REDACTED:slack_token]"),
+    ("app xapp-1-A0123456789-0123456789-abcdef", "app [REDACTED:slack_token]"),
+    ("google AIzaSyA-0123456789abcdefghijklmnopqrstu", "google [REDACTED:google_api_key]"),
+    ("oauth GOCSPX-abcdefghijklmnopqrstuvwx", "oauth [REDACTED:google_oauth_secret]"),
+    ("hf hf_abcdefghijklmnopqrstuvwxyzABCDEF", "hf [REDACTED:huggingface_token]"),
+    ("stripe rk_live_abcdefghijklmnop1234 sk_test_0123456789abcdefXY",
+     "stripe [REDACTED:stripe_key] [REDACTED:stripe_key]"),
+    ("pk_live_abcdefghijklmnop1234 stays", "pk_live_abcdefghijklmnop1234 stays"),
+    ("hook whsec_abcdefghijklmnopqrstuvwxyz12", "hook [REDACTED:stripe_webhook_secret]"),
+    ("gl glpat-abcdefghijklmnopqrst", "gl [REDACTED:gitlab_token]"),
+    ("shop shpat_0123456789abcdef0123456789ABCDEF", "shop [REDACTED:shopify_token]"),
+    ("npm npm_abcdefghijklmnopqrstuvwxyz0123456789", "npm [REDACTED:npm_token]"),
+    ("pypi pypi-AgEIcHlwaS5vcmcCJGFiY2RlZmdoLWlqa2wtbW5vcC1xcnN0LXV2d3h5ejAxMjM0",
+     "pypi [REDACTED:pypi_token]"),
+    ("sg SG.abcdefghijklmnop.qrstuvwxyzABCDEF01", "sg [REDACTED:sendgrid_key]"),
+    ("SG.short.x stays", "SG.short.x stays"),
+    ("do dop_v1_0123456789abcdef0123456789abcdef", "do [REDACTED:digitalocean_token]"),
+    ("mg key-0123456789abcdef0123456789abcdef", "mg [REDACTED:mailgun_key]"),
+    ("https://hooks.slack.com/services/T0000/B0000/abcdefghijkl ok",
+     "https://[REDACTED:slack_webhook] ok"),
+    ("https://discordapp.com/api/webhooks/123456/abcdefghijklmnopqrstu x",
+     "https://[REDACTED:discord_webhook] x"),
+    ("jwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.sig-nat_ure rest", "jwt [REDACTED:jwt] rest"),
+    ("db postgres://bob:hunter2@db:5432/x ok", "db postgres://bob:[REDACTED:url_password]@db:5432/x ok"),
+    ("redis://:pw@host", "redis://:[REDACTED:url_password]@host"),
     ("https://example.com/a:b@c", "https://example.com/a:b@c"),
-    ("Authorization: Bearer abcdefgh.ijk~+/=", "Authorization: Bearer [REDACTED]"),
+    ("Authorization: Bearer abcdefgh.ijk~+/=", "Authorization: Bearer [REDACTED:bearer_token]"),
     ("bearer short", "bearer short"),
-    ('{"password": "hunter2", "user": "bob"}', '{"password": "[REDACTED]", "user": "bob"}'),
-    ("API_KEY=abc123 DB_PASSWORD = 'x y' token:t0k", "API_KEY=[REDACTED] DB_PASSWORD = '[REDACTED] y' token:[REDACTED]"),
+    ('{"password": "hunter2", "user": "bob"}',
+     '{"password": "[REDACTED:secret_assignment]", "user": "bob"}'),
+    ("API_KEY=abc123 DB_PASSWORD = 'x y' token:t0k",
+     "API_KEY=[REDACTED:secret_assignment] DB_PASSWORD = '[REDACTED:secret_assignment] y' "
+     "token:[REDACTED:secret_assignment]"),
+    ("AWS_SECRET_ACCESS_KEY=abc/def secret-key: x private_key=y",
+     "AWS_SECRET_ACCESS_KEY=[REDACTED:secret_assignment] secret-key: [REDACTED:secret_assignment] "
+     "private_key=[REDACTED:secret_assignment]"),
     ("max_tokens=512 tokens: 7 secrets: 2", "max_tokens=512 tokens: 7 secrets: 2"),
-    ("client_secret=s3cr3t&x=1", "client_secret=[REDACTED]&x=1"),
+    ("client_secret=s3cr3t&x=1", "client_secret=[REDACTED:secret_assignment]&x=1"),
     ("-----BEGIN RSA PRIVATE KEY-----\nMIIE\n-----END RSA PRIVATE KEY----- after",
-     "[REDACTED] after"),
-    ("x -----BEGIN PRIVATE KEY-----\nMIIE truncated", "x [REDACTED]"),
+     "[REDACTED:private_key] after"),
+    ("-----BEGIN PGP PRIVATE KEY BLOCK-----\nxcE\n-----END PGP PRIVATE KEY BLOCK-----.",
+     "[REDACTED:private_key]."),
+    ("x -----BEGIN OPENSSH PRIVATE KEY-----\nb3Bl truncated", "x [REDACTED:private_key]"),
     ("-----BEGIN PUBLIC KEY----- stays", "-----BEGIN PUBLIC KEY----- stays"),
-    ("caf\u00e9 password=\u00e9\u00e9\U0001F600 \u00e9", "caf\u00e9 password=[REDACTED] \u00e9"),
+    ("caf\u00e9 password=\u00e9\u00e9\U0001F600 \u00e9", "caf\u00e9 password=[REDACTED:secret_assignment] \u00e9"),
 ]
 
 
@@ -275,8 +313,23 @@ SECRET_CASES = [
 def test_secret_scrubbing(backend, tmp_path, message, expected):
     path = tmp_path / "events.jsonl"
     with backend.JournalWriter(path, RUN_ID) as journal:
-        journal.append("progress", message)
-    assert json.loads(path.read_bytes())["message"] == expected
+        journal.append(message, message, counters_delta={message: 1}, artifact_paths=[message])
+    event = json.loads(path.read_bytes())
+    assert event["message"] == expected and event["event_type"] == expected
+    assert event["counters_delta"] == {expected: 1} and event["artifact_paths"] == [expected]
+
+
+def test_counter_names_that_scrub_alike_merge(backend, tmp_path):
+    path = tmp_path / "events.jsonl"
+    big = 2**63 - 1
+    with backend.JournalWriter(path, RUN_ID) as journal:
+        journal.append("progress", "m", counters_delta={"a": 1, "token=x": 2, "b": 3, "token=y": 4})
+        journal.append("progress", "m", counters_delta={"token=x": big, "token=y": 1, "n": -1})
+        journal.append("progress", "m", counters_delta={"token=x": -big - 1, "token=y": -1})
+    lines = path.read_bytes().splitlines()
+    assert b'"counters_delta":{"a":1,"token=[REDACTED:secret_assignment]":6,"b":3}' in lines[0]
+    assert b'"counters_delta":{"token=[REDACTED:secret_assignment]":9223372036854775807,"n":-1}' in lines[1]
+    assert b'"counters_delta":{"token=[REDACTED:secret_assignment]":-9223372036854775808}' in lines[2]
 
 
 def test_python_rules_match_cases():

@@ -91,7 +91,7 @@ def test_each_check_rejects_with_its_reason(out_dir, clean_env, capsys):
     assert sorted(r["reject_reason"] for r in rejected_rows if "raw" in r) == ["schema", "secret"]
     # The secret never reaches an output file or the progress output.
     raw_text = (out_dir / "data" / "rejected_round_1.jsonl").read_text()
-    assert FAKE_GITHUB_TOKEN not in raw_text and "[REDACTED]" in raw_text
+    assert FAKE_GITHUB_TOKEN not in raw_text and "[REDACTED:github_token]" in raw_text
     assert FAKE_GITHUB_TOKEN not in out
     assert "github_token" in rejected["s1"]["secret_kinds"]
     # Normalisation is applied and recorded.

@@ -26,6 +26,7 @@
 #include "heidi/json.hpp"
 #include "heidi/json_limits.hpp"
 #include "heidi/runlock.hpp"
+#include "heidi/secrets.hpp"
 #include "heidi/status.hpp"
 #include "heidi/subprocess.hpp"
 
@@ -500,7 +501,7 @@ void Core::Impl::write_state() {
         encoded.append("null");
     }
     encoded.append(R"(,"last_error":)");
-    optional_text(encoded, last_error);
+    optional_text(encoded, last_error ? std::optional(scrub_secrets(*last_error)) : std::nullopt);
     encoded.append(R"(,"journal_head":{"seq":)");
     json::append_int(encoded, head.seq);
     encoded.append(R"(,"hash":)");
@@ -709,6 +710,7 @@ std::optional<std::string> Core::Impl::run_stage_process(
     }
     std::string log = result.stdout_bytes;
     if (!result.stderr_bytes.empty()) log += "\n--- stderr ---\n" + result.stderr_bytes;
+    log = scrub_secrets(log);  // what a stage or its programs print may hold a secret
     fsutil::make_dirs(out_dir + "/logs");
     fsutil::atomic_write(out_dir + "/logs/" + std::string(stage_name) + "_round_" +
                              std::to_string(stage_round) + ".log",

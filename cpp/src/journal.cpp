@@ -9,6 +9,7 @@
 #include <array>
 #include <cerrno>
 #include <cstring>
+#include <limits>
 #include <stdexcept>
 
 #include <openssl/evp.h>
@@ -62,13 +63,47 @@ void check_counters(const Counters& counters, const char* name) {
                 throw std::invalid_argument(std::string(name) + " has the name '" + counters[i].first + "' twice");
 }
 
-void append_counters(std::string& out, const Counters& counters) {
-    out.push_back('{');
+// A string field, scrubbed of secrets (docs/secrets.md).
+void append_scrubbed(std::string& out, std::string_view text, std::string& scratch) {
+    scratch.clear();
+    json::append_string(out, scrub_secrets_into(text, scratch) ? std::string_view(scratch) : text, true);
+}
+
+std::int64_t saturating_add(std::int64_t a, std::int64_t b) {
+    std::int64_t sum = 0;
+    if (__builtin_add_overflow(a, b, &sum))
+        return b > 0 ? std::numeric_limits<std::int64_t>::max() : std::numeric_limits<std::int64_t>::min();
+    return sum;
+}
+
+// Counter names are scrubbed like every text field. Two names that scrub to the same text
+// become one counter (at the first one's place) holding their saturated sum.
+void append_counters(std::string& out, const Counters& counters, std::string& scratch) {
+    Counters scrubbed;
     for (std::size_t i = 0; i < counters.size(); ++i) {
-        if (i) out.push_back(',');
-        json::append_string(out, counters[i].first, true);
+        scratch.clear();
+        if (!scrub_secrets_into(counters[i].first, scratch)) {
+            if (!scrubbed.empty()) scrubbed.emplace_back(counters[i]);
+            continue;
+        }
+        if (scrubbed.empty()) scrubbed.assign(counters.begin(), counters.begin() + static_cast<std::ptrdiff_t>(i));
+        scrubbed.emplace_back(scratch, counters[i].second);
+    }
+    const Counters& names = scrubbed.empty() ? counters : scrubbed;
+    out.push_back('{');
+    bool first = true;
+    for (std::size_t i = 0; i < names.size(); ++i) {
+        std::int64_t value = names[i].second;
+        bool repeated = false;
+        for (std::size_t j = 0; j < i && !scrubbed.empty(); ++j) repeated = repeated || names[j].first == names[i].first;
+        if (repeated) continue;
+        for (std::size_t j = i + 1; j < names.size() && !scrubbed.empty(); ++j)
+            if (names[j].first == names[i].first) value = saturating_add(value, names[j].second);
+        if (!first) out.push_back(',');
+        first = false;
+        json::append_string(out, names[i].first, true);
         out.push_back(':');
-        json::append_int(out, counters[i].second);
+        json::append_int(out, value);
     }
     out.push_back('}');
 }
@@ -217,18 +252,17 @@ std::int64_t JournalWriter::append(std::string_view event_type, std::string_view
     line.append(R"(","level":")");
     line.append(level);
     line.append(R"(","event_type":)");
-    json::append_string(line, event_type, true);
+    append_scrubbed(line, event_type, scrub_);
     line.append(R"(,"message":)");
-    scrub_.clear();
-    json::append_string(line, scrub_secrets_into(message, scrub_) ? std::string_view(scrub_) : message, true);
+    append_scrubbed(line, message, scrub_);
     line.append(R"(,"counters_delta":)");
-    append_counters(line, counters_delta);
+    append_counters(line, counters_delta, scrub_);
     line.append(R"(,"usage_delta":)");
-    append_counters(line, usage_delta);
+    append_counters(line, usage_delta, scrub_);
     line.append(R"(,"artifact_paths":[)");
     for (std::size_t i = 0; i < artifact_paths.size(); ++i) {
         if (i) line.push_back(',');
-        json::append_string(line, artifact_paths[i], true);
+        append_scrubbed(line, artifact_paths[i], scrub_);
     }
     line.append(R"(],"prev_hash":")");
     line.append(head_.hash);

@@ -78,7 +78,7 @@ void test_journal(const std::string& dir) {
         heidi::StatusWriter(dir + "/state/run_state.json")
             .write({{"journal_head", {{"seq", head.seq}, {"hash", head.hash}}}});
     }
-    check(read(path).find("token=[REDACTED]") != std::string::npos, "message scrubbed");
+    check(read(path).find("token=[REDACTED:secret_assignment]") != std::string::npos, "message scrubbed");
     auto result = heidi::verify_journal(dir);
     check(result.ok && result.lines == 5 && result.reason == "ok", "verify ok: " + result.reason);
 
@@ -122,7 +122,7 @@ int main() {
     test_config();
     test_journal(dir);
     test_golden(dir);
-    check(heidi::scrub_secrets("Bearer abcdefghij") == "Bearer [REDACTED]", "bearer");
+    check(heidi::scrub_secrets("Bearer abcdefghij") == "Bearer [REDACTED:bearer_token]", "bearer");
     std::system((std::string("rm -rf ") + dir).c_str());
     if (failures) return 1;
     std::puts("test_journal: ok");

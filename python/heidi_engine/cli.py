@@ -553,11 +553,12 @@ def _write_parquet(rows: list[dict], path: Path) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from .io import write_jsonl_atomic, write_text_atomic
+    from .io import scrub_values, write_jsonl_atomic, write_text_atomic
 
     out_dir = resolve_out_dir(args.out_dir)
     rounds = [int(r) for r in args.rounds.split(",")] if args.rounds else None
     splits = export_splits(out_dir, args.source, rounds)
+    splits = {split: scrub_values(rows) for split, rows in splits.items()}  # every format
     target = Path(args.output)
     target.mkdir(parents=True, exist_ok=True)
     written = []

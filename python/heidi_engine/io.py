@@ -3,6 +3,11 @@
 Every file is written to a temporary name in its own directory (containing ``.tmp``),
 fsynced, renamed over the target, and the directory fsynced (SPEC §5), so a reader
 never sees a half-written file and a crash leaves either the old or the new file.
+
+The JSON writers are the one place where stage outputs are scrubbed: every string (and
+key) of what they write has its secrets masked (``[REDACTED:<kind>]``, the detector of
+``heidi_engine.validation.secrets``), so no data file, report or export holds a secret
+that came from a teacher, a task file or a program under test (docs/secrets.md).
 """
 
 from __future__ import annotations
@@ -61,14 +66,25 @@ def dumps_line(obj: object) -> str:
     return json.dumps(obj, ensure_ascii=True, separators=(",", ":"))
 
 
+def scrub_values(values: list) -> list:
+    """The JSON values with every secret in their strings masked."""
+    # (Imported here: the validation package itself writes through this module.)
+    from .validation.secrets import scrub_values as scrub
+
+    return scrub(values)
+
+
 def write_jsonl_atomic(path: str | os.PathLike, rows: Iterable[Mapping]) -> int:
-    """Write ``rows`` as JSON lines atomically; returns the number of lines."""
-    lines = [dumps_line(row) + "\n" for row in rows]
+    """Write ``rows``, scrubbed of secrets, as JSON lines atomically; returns the number
+    of lines."""
+    lines = [dumps_line(row) + "\n" for row in scrub_values(list(rows))]
     write_text_atomic(path, "".join(lines))
     return len(lines)
 
 
 def write_json_atomic(path: str | os.PathLike, obj: object, *, indent: int | None = 2) -> None:
+    """Write ``obj``, scrubbed of secrets, as a JSON file atomically."""
+    (obj,) = scrub_values([obj])
     write_text_atomic(path, json.dumps(obj, ensure_ascii=True, indent=indent) + "\n")
 
 

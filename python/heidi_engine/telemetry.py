@@ -23,7 +23,7 @@ def format_event(
     usage_delta: Mapping[str, int] | None = None,
     artifact_paths: Sequence[str] | None = None,
 ) -> str:
-    """The ``@heidi`` line for one event (without the newline)."""
+    """The ``@heidi`` line for one event (without the newline), scrubbed of secrets."""
     if level not in LEVELS:
         raise ValueError(f"invalid level {level!r} (valid: {', '.join(LEVELS)})")
     payload: dict[str, object] = {"event_type": event_type, "message": message, "level": level}
@@ -33,6 +33,9 @@ def format_event(
         payload["usage_delta"] = {str(k): int(v) for k, v in usage_delta.items()}
     if artifact_paths:
         payload["artifact_paths"] = [str(p) for p in artifact_paths]
+    from .io import scrub_values
+
+    (payload,) = scrub_values([payload])
     return PREFIX + json.dumps(payload, ensure_ascii=True, separators=(",", ":"))
 
 

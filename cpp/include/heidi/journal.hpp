@@ -101,7 +101,7 @@ private:
     JournalHead head_;
     std::string pending_;  // encoded lines not yet written (fsync off)
     std::string line_;     // scratch for the line being built
-    std::string scrub_;    // scratch for a scrubbed message
+    std::string scrub_;    // scratch for a scrubbed field
     // Cache of the formatted timestamp's "YYYY-MM-DDTHH:MM:SS" for the current second.
     std::int64_t cached_second_ = INT64_MIN;
     std::string cached_prefix_;

@@ -24,6 +24,7 @@ from .config import Config
 from .journal import JournalWriter, verify_chain
 from .jsonenc import dumps, nesting_exceeds
 from .runlock import RunLock
+from .secrets import scrub_bytes, scrub_secrets
 from .status import StatusWriter, atomic_write
 from .subprocess_runner import CancelToken, Subprocess
 
@@ -489,7 +490,7 @@ class Core:
                 if self._last_completed is None
                 else {"round": self._last_completed[0], "stage": self._last_completed[1]}
             ),
-            "last_error": self._last_error,
+            "last_error": None if self._last_error is None else scrub_secrets(self._last_error),
             "journal_head": {"seq": seq, "hash": digest},
             # Not in SPEC's key list: appended after it, so readers ask the Core instead of
             # re-deriving the rule (it depends on RUN_UNIT_TESTS, which the file does not hold).
@@ -842,6 +843,7 @@ class Core:
         except SpawnError as exc:
             return f"failed: spawn error: cannot execute '{exc.filename}': {exc.strerror}"
         log = result.stdout + (b"\n--- stderr ---\n" + result.stderr if result.stderr else b"")
+        log = scrub_bytes(log)  # what a stage or its programs print may hold a secret
         logs = os.path.join(self._out_dir, "logs")
         os.makedirs(logs, exist_ok=True)
         log_path = os.path.join(logs, f"{stage}_round_{round_}.log")

@@ -224,16 +224,21 @@ def verify_journal(path_or_out_dir: str | os.PathLike[str]) -> VerifyResult:
 
 
 def _counters_json(value: Mapping[str, int] | None, name: str) -> str:
+    """Counter names are scrubbed like every text field; names that scrub to the same
+    text become one counter (at the first one's place) holding their saturated sum."""
     if value is None:
         return "{}"
     if not isinstance(value, Mapping):
         raise ValueError(f"{name} must map str to int")
-    parts = []
+    merged: dict[str, int] = {}
     for key, number in value.items():
         if type(key) is not str or not _is_int(number) or not _INT64_MIN <= number <= _INT64_MAX:
             raise ValueError(f"{name} must map str to int")
-        parts.append(f"{encode_string(key)}:{number}")
-    return "{" + ",".join(parts) + "}"
+        key = scrub_secrets(key)
+        if key in merged:
+            number = min(max(merged[key] + number, _INT64_MIN), _INT64_MAX)
+        merged[key] = number
+    return "{" + ",".join(f"{encode_string(key)}:{number}" for key, number in merged.items()) + "}"
 
 
 def _paths_json(value: Sequence[str] | None) -> str:
@@ -241,7 +246,7 @@ def _paths_json(value: Sequence[str] | None) -> str:
         return "[]"
     if not isinstance(value, (list, tuple)) or any(type(path) is not str for path in value):
         raise ValueError("artifact_paths must be a list of str")
-    return "[" + ",".join(encode_string(path) for path in value) + "]"
+    return "[" + ",".join(encode_string(scrub_secrets(path)) for path in value) + "]"
 
 
 class JournalWriter:
@@ -350,6 +355,7 @@ class JournalWriter:
         counters = _counters_json(counters_delta, "counters_delta")
         usage = _counters_json(usage_delta, "usage_delta")
         paths = _paths_json(artifact_paths)
+        event_type_json = encode_string(scrub_secrets(event_type))
         message_json = encode_string(scrub_secrets(message))
         with self._lock:
             self._check_usable()
@@ -358,7 +364,7 @@ class JournalWriter:
                 f'{{"event_version":"{EVENT_VERSION}","seq":{seq},'
                 f'"ts":"{self._clock.now_iso()}","run_id":{self._run_id_json},'
                 f'"round":{round},"stage":"{stage}","level":"{level}",'
-                f'"event_type":{encode_string(event_type)},"message":{message_json},'
+                f'"event_type":{event_type_json},"message":{message_json},'
                 f'"counters_delta":{counters},"usage_delta":{usage},'
                 f'"artifact_paths":{paths},"prev_hash":"{self._hash}"}}\n'
             ).encode("ascii")

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import HeidiError
-from ..io import dumps_line, write_text_atomic
+from ..io import write_jsonl_atomic
 
 HUMANEVAL_KEYS = ("task_id", "prompt", "canonical_solution", "test", "entry_point")
 
@@ -110,5 +110,4 @@ def load_task_file(path: str | os.PathLike) -> list[Task]:
 
 def write_task_file(path: str | os.PathLike, tasks: list[Task]) -> int:
     """Write tasks as HumanEval JSONL atomically; returns the number written."""
-    write_text_atomic(path, "".join(dumps_line(task.to_humaneval()) + "\n" for task in tasks))
-    return len(tasks)
+    return write_jsonl_atomic(path, (task.to_humaneval() for task in tasks))

@@ -40,12 +40,8 @@ from ..io import iter_jsonl, write_bytes_atomic
 from ..tasks.procedural import is_procedural_id
 from .neardup import NearDupIndex, sketch_texts
 from .normalize import normalize_sample
-from .secrets import (
-    SecretFinding,
-    find_secrets_many,
-    mask_secrets,
-    mask_secrets_many,
-)
+from .secrets import SecretFinding, find_secrets_many, mask_secrets, mask_value
+from .secrets import json_strings as _strings
 
 STRING_FIELDS = ("id", "task_id", "task_source", "instruction", "prompt", "completion",
                  "test", "entry_point", "teacher")
@@ -56,42 +52,6 @@ SNAPSHOT_VERSION = 2
 BATCH_SIZE = 256
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _DEFINES_CHECK = re.compile(r"^\s*def\s+check\s*\(", re.M)
-
-
-def _strings(value: object, out: list[str]) -> list[str]:
-    """Every string in a JSON value, keys included."""
-    if isinstance(value, str):
-        out.append(value)
-    elif isinstance(value, dict):
-        append = out.append
-        for key, item in value.items():
-            append(key if type(key) is str else str(key))
-            if type(item) is str:  # the common leaf, without a call
-                append(item)
-            elif isinstance(item, (str, dict, list)):
-                _strings(item, out)
-    elif isinstance(value, list):
-        for item in value:
-            if isinstance(item, (str, dict, list)):
-                _strings(item, out)
-    return out
-
-
-def mask_value(value: object) -> object:
-    """A JSON value with every secret in every string (and key) masked."""
-    # The strings are masked together, then put back in the order _strings lists them.
-    masked = iter(mask_secrets_many(_strings(value, [])))
-
-    def rebuild(item: object) -> object:
-        if isinstance(item, str):
-            return next(masked)
-        if isinstance(item, dict):
-            return {next(masked): rebuild(v) for v in item.values()}  # key, then value
-        if isinstance(item, list):
-            return [rebuild(v) for v in item]
-        return item
-
-    return rebuild(value)
 
 
 def schema_problem(sample: dict) -> tuple[str, str] | None:

@@ -1,9 +1,11 @@
 """Secret detection for the validate stage (SPEC §8).
 
 ``find_secrets(text)`` returns where credentials are in a text; ``mask_secrets(text)``
-replaces each with ``[REDACTED]``. The rules cover provider key formats, private keys,
-connection strings with passwords, JWTs and high-entropy values assigned to
-password/secret/token/key names.
+replaces each with ``[REDACTED:<kind>]`` (``[REDACTED:aws_access_key]``). The rules cover
+provider key formats, private keys, URLs with passwords, webhooks, JWTs and high-entropy
+values assigned to password/secret/token/key names. A redaction marker is itself a
+finding (of the kind it names): a text that was masked once is still known to have
+carried a secret, and masking is idempotent.
 
 Speed: every rule has literal trigger strings; a rule's regex only runs when one of its
 triggers occurs in the text (a C-speed substring search), so clean code costs a few
@@ -25,11 +27,30 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 MASK = "[REDACTED]"
+MARKER_PREFIX = "[REDACTED"
+
+
+def marker(kind: str) -> str:
+    """The text a secret of ``kind`` is replaced by."""
+    return f"[REDACTED:{kind}]"
+
 
 # Words that mark a value as a documentation placeholder rather than a credential.
 _PLACEHOLDER_WORDS = ("example", "xxxx", "your_", "your-", "yourkey", "<", ">", "placeholder",
                       "redacted", "changeme", "change_me", "dummy", "****", "...", "${", "{{",
                       "replace", "insert", "here")
+# Values that stand for a password in documentation (``postgres://user:password@host``).
+_PLACEHOLDER_PASSWORDS = frozenset((
+    "password", "passwd", "pass", "pwd", "pw", "secret", "changeme", "mypassword",
+    "yourpassword", "example", "test", "testing", "foo", "bar", "foobar", "admin", "root",
+    "user", "username", "guest", "letmein", "qwerty", "123456", "12345678", "default"))
+# Providers' own published documentation examples (exact values).
+PUBLISHED_EXAMPLES = frozenset((
+    "sk_test_4eC39HqLyjWDarjtT1zdp7dc", "pk_test_TYooMQauvdEDq54NiTphI7jx",
+    "rk_test_4eC39HqLyjWDarjtT1zdp7dc",
+    "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIiwi"
+    "aWF0IjoxNTE2MjM5MDIyfQ.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c",
+))
 
 
 @dataclass(frozen=True)
@@ -50,6 +71,8 @@ def shannon_entropy(value: str) -> float:
 
 
 def _is_placeholder(value: str) -> bool:
+    if value in PUBLISHED_EXAMPLES:
+        return True
     lowered = value.lower()
     return any(word in lowered for word in _PLACEHOLDER_WORDS)
 
@@ -107,25 +130,36 @@ class _Rule:
     check: Callable[[str], bool] | None = None
     # Triggers are searched in the lower-cased text instead of the text.
     lowercase_triggers: bool = False
+    # A group that names the finding's kind (redaction markers).
+    kind_group: int | None = None
 
 
-def _rule(kind, pattern, triggers, group=0, check=None, flags=0, lowercase=False) -> _Rule:
-    return _Rule(kind, re.compile(pattern, flags), tuple(triggers), group, check, lowercase)
+def _rule(kind, pattern, triggers, group=0, check=None, flags=0, lowercase=False,
+          kind_group=None) -> _Rule:
+    return _Rule(kind, re.compile(pattern, flags), tuple(triggers), group, check, lowercase,
+                 kind_group)
 
 
 _B64 = r"A-Za-z0-9+/"
 _END = r"(?![A-Za-z0-9_\-])"
-# A token must not be glued to a preceding word ("task-sk-..." holds no "sk-" key).
-_START = r"(?<![A-Za-z0-9_\-])"
+# A token must not be glued to a preceding word ("task-sk-..." holds no "sk-" key); it
+# may follow "_" or "-" ("seen_xoxb-...").
+_START = r"(?<![A-Za-z0-9])"
 
 _RULES: tuple[_Rule, ...] = (
+    # A text that was masked before still carried a secret (fail-closed).
+    _rule("redacted", r"\[REDACTED(?::([a-z0-9_]{1,40}))?\]", ["[redacted"], kind_group=1,
+          lowercase=True),
     _rule("private_key",
           r"-----BEGIN[A-Z0-9 ]{0,30}PRIVATE KEY(?: BLOCK)?-----"
-          r"(?:\\[nr]|\s)*(?:[A-Za-z][A-Za-z-]*:[^\n\\]*(?:\\n|\n)(?:\\[nr]|\s)*)*"
+          # Line breaks (escaped or not), comment and string-continuation marks, and
+          # header lines (Proc-Type: ...) may come before the key material.
+          r"(?:\\[nr]|[\s#*;\"'+,]|//)*"
+          r"(?:[A-Za-z][A-Za-z-]*:[^\n\\]*(?:\\n|\n)(?:\\[nr]|[\s#*;\"'+,]|//)*)*"
           r"[" + _B64 + r"]{32}[\s\S]*?"
           r"(?:-----END[A-Z0-9 ]{0,30}PRIVATE KEY(?: BLOCK)?-----|\Z)",
           ["PRIVATE KEY"]),
-    _rule("aws_access_key_id",
+    _rule("aws_access_key",
           r"\b(?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AIPA|ANPA|ANVA|APKA|AROA|ASCA)"
           r"[A-Z2-7]{16}\b",
           ["AKIA", "ASIA", "ABIA", "ACCA", "AGPA", "AIDA", "AIPA", "ANPA", "ANVA", "APKA",
@@ -155,8 +189,11 @@ _RULES: tuple[_Rule, ...] = (
           check=_mixed_token),
     _rule("slack_app_token", _START + r"xapp-\d-[A-Z0-9]+-\d+-[A-Za-z0-9]{32,}", ["xapp-"]),
     _rule("slack_webhook",
-          r"https://hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9/_\-]{20,}",
-          ["hooks.slack.com"]),
+          r"hooks\.slack\.com/(?:services|workflows|triggers)/([A-Za-z0-9/_\-]{20,})",
+          ["hooks.slack.com"], group=0, check=lambda v: _token_like(v.rsplit("/", 1)[-1])),
+    _rule("discord_webhook",
+          r"discord(?:app)?\.com/api/webhooks/\d{5,30}/([A-Za-z0-9_\-]{30,})",
+          ["/api/webhooks/"], check=lambda v: _token_like(v.rsplit("/", 1)[-1])),
     _rule("stripe_key", _START + r"(?:sk|rk)_(?:live|test)_[0-9A-Za-z]{20,}", ["_live_", "_test_"],
           check=_mixed_token),
     _rule("stripe_webhook_secret", _START + r"whsec_[A-Za-z0-9+/]{32,}", ["whsec_"],
@@ -164,6 +201,9 @@ _RULES: tuple[_Rule, ...] = (
     _rule("twilio_api_key", r"\bSK[0-9a-f]{32}\b", ["SK"], check=_token_like),
     _rule("twilio_account_sid", r"\bAC[0-9a-f]{32}\b", ["AC"], check=_token_like),
     _rule("sendgrid_key", r"\bSG\.[A-Za-z0-9_\-]{22}\.[A-Za-z0-9_\-]{43}" + _END, ["SG."]),
+    _rule("mailgun_key", _START + r"key-[0-9a-f]{32}" + _END, ["key-"], check=_token_like),
+    _rule("telegram_bot_token", r"\b\d{8,10}:AA[A-Za-z0-9_\-]{33}" + _END, [":AA"],
+          check=_mixed_token),
     _rule("npm_token", _START + r"npm_[A-Za-z0-9]{36}" + _END, ["npm_"], check=_token_like),
     _rule("npmrc_auth_token", r"_authToken\s*=\s*([^\s'\"$]{16,})", ["_authToken"], group=1,
           check=_token_like),
@@ -176,23 +216,31 @@ _RULES: tuple[_Rule, ...] = (
     _rule("azure_sas_signature", r"[?&;]sig=([A-Za-z0-9%+/=]{30,})", ["sig="], group=1,
           check=_token_like),
     _rule("jwt", _START + r"eyJ[A-Za-z0-9_\-]{8,}\.eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]*",
-          ["eyJ"]),
-    _rule("connection_string_password",
-          r"\b(?:postgres(?:ql)?|mysql|mariadb|mongodb(?:\+srv)?|rediss?|amqps?|mssql|"
-          r"sqlserver|oracle|ftps?|sftp|smtps?|ldaps?|https?|wss?)(?:\+[a-z0-9]+)?://"
+          ["eyJ"], check=lambda v: v not in PUBLISHED_EXAMPLES),
+    # scheme://user:password@host for every scheme (databases, brokers, HTTP basic auth).
+    _rule("url_password",
+          r"\b[a-z][a-z0-9.\-]{1,20}(?:\+[a-z0-9]+)?://"
           r"[^:/\s@'\"]*:([^@/\s'\"]+)@",
           ["://"], group=1, check=lambda v: not _templated(v)),
     _rule("bearer_token", r"\bbearer\s+([A-Za-z0-9_\-.~+/]{16,}=*)", ["bearer"], group=1,
           check=lambda v: looks_random(v, min_entropy=3.0), flags=re.I, lowercase=True),
     _rule("basic_auth_header", r"authorization['\"]?\s*[:=]\s*['\"]?basic\s+([A-Za-z0-9+/]{12,}=*)",
           ["basic"], group=1, check=_token_like, flags=re.I, lowercase=True),
+    # <add key="DB_PASSWORD" value="..."/> (XML application settings).
+    _rule("high_entropy_assignment",
+          r"key=['\"][\w.\-]*(?:pass|secret|token|api_?key|credential)[\w.\-]*['\"]\s+"
+          r"value\s*=\s*['\"]([^'\"\s]{8,200})['\"]",
+          ["key=\"", "key='"], group=1,
+          check=lambda v: looks_random(v, min_length=8, min_entropy=2.5),
+          flags=re.I, lowercase=True),
 )
 
 
 def _templated(value: str) -> bool:
-    """A password slot filled in at run time (``${DB_PASS}``, ``{password}``, ``%s``...)."""
+    """A password slot filled in at run time (``${DB_PASS}``, ``{password}``, ``%s``...)
+    or a documentation placeholder (``user:password@``)."""
     return (value[:1] in ("$", "{", "<", "%", "*", "[") or value.startswith(":")
-            or _is_placeholder(value))
+            or _is_placeholder(value) or value.lower() in _PLACEHOLDER_PASSWORDS)
 
 
 # High-entropy assignments: a credential-like name, an assignment operator, a value.
@@ -207,6 +255,26 @@ _DESCRIPTIVE_SUFFIXES = ("name", "names", "id", "ids", "path", "file", "env", "v
                          "type", "length", "len", "url", "uri", "prefix", "header", "dir",
                          "label", "pattern", "regex", "format", "count", "size", "hint",
                          "hash", "digest", "checksum", "sha", "fingerprint", "kid", "version")
+# Names of things that are public by design (``STRIPE_PUBLISHABLE_KEY``, ``public_key``).
+_PUBLIC_NAMES = ("public", "publishable", "authorized")
+# Values that are identifiers, references or public material, not secrets.
+_PUBLIC_PREFIXES = ("arn:", "ssh-rsa ", "ssh-ed25519 ", "ssh-dss ", "ecdsa-sha2-", "pk_live_",
+                    "pk_test_", "http://", "https://", "sha256:", "sha512-", "data:")
+_HEX = re.compile(r"[0-9a-fA-F]+")
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_FILE_PATH = re.compile(r".*/.*\.[A-Za-z][A-Za-z0-9]{0,4}")
+
+
+def _public_value(value: str, name: str, strong_name: bool) -> bool:
+    """Whether an assigned value is an ARN, a public key, a URL, a file path, or (under a
+    plain ``*key`` name such as ``cache_key``) a hex digest or UUID: not a secret. (Hex
+    under ``token`` or ``auth`` names stays suspect: older GitHub tokens were 40 hex.)"""
+    if value.startswith(_PUBLIC_PREFIXES) or _FILE_PATH.fullmatch(value):
+        return True
+    plain_key = not strong_name and "token" not in name and "auth" not in name
+    return plain_key and (_HEX.fullmatch(value) is not None or _UUID.fullmatch(value) is not None)
+
+
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 _ASSIGNMENT_TAIL = re.compile(
     r"[A-Za-z0-9_.\-]*['\"]?\]?\s*(?:=|:=|=>|:|==)\s*"
@@ -239,7 +307,7 @@ def _check_assignment(text: str, lowered: str, name_start: int, keyword_pos: int
     name_end = keyword_pos + len(re.match(r"[A-Za-z0-9_.\-]*", text[keyword_pos:]).group(0))
     name = lowered[name_start:name_end].strip("._-")
     last_part = re.split(r"[._\-]", name)[-1]
-    if last_part in _DESCRIPTIVE_SUFFIXES:
+    if last_part in _DESCRIPTIVE_SUFFIXES or any(word in name for word in _PUBLIC_NAMES):
         return None
     strong = any(word in name for word in _STRONG_NAMES) or last_part in ("pass", "pw")
     if not strong and not any(word in name for word in _WEAK_NAMES):
@@ -253,7 +321,7 @@ def _check_assignment(text: str, lowered: str, name_start: int, keyword_pos: int
     else:
         value, group = match.group("bare"), "bare"
         ok = looks_random(value, min_length=12 if strong else 20, min_entropy=3.3)
-    if not ok:
+    if not ok or _public_value(value, name, strong):
         return None
     return SecretFinding("high_entropy_assignment", match.start(group), match.end(group))
 
@@ -383,8 +451,10 @@ def find_secrets(text: str) -> list[SecretFinding]:
             value = match.group(rule.group)
             if value is None or (rule.check is not None and not rule.check(value)):
                 continue
-            findings.append(SecretFinding(rule.kind, match.start(rule.group),
-                                          match.end(rule.group)))
+            kind = rule.kind
+            if rule.kind_group is not None:
+                kind = match.group(rule.kind_group) or "secret"
+            findings.append(SecretFinding(kind, match.start(rule.group), match.end(rule.group)))
     # (lower() can change a text's length; the shortcut assumes it does not.)
     if len(lowered) != len(text) or any(True for _ in _assignment_candidates(lowered)):
         findings.extend(_assignment_findings(text, lowered))
@@ -435,7 +505,8 @@ def contains_secret(text: str) -> bool:
 
 
 def mask_secrets(text: str) -> str:
-    """``text`` with every secret replaced by ``[REDACTED]`` (overlaps merged)."""
+    """``text`` with every secret replaced by ``[REDACTED:<kind>]`` (overlaps merged, the
+    first finding's kind named)."""
     return _masked(text, find_secrets(text))
 
 
@@ -451,12 +522,66 @@ def _masked(text: str, findings: list[SecretFinding]) -> str:
     for finding in findings:
         if finding.end <= cursor:
             continue
-        start = max(finding.start, cursor)
-        pieces.append(text[cursor:start])
-        pieces.append(MASK)
+        if finding.start < cursor:  # overlaps the previous mask: extend it
+            cursor = finding.end
+            continue
+        pieces.append(text[cursor:finding.start])
+        pieces.append(marker(finding.kind))
         cursor = finding.end
     pieces.append(text[cursor:])
     return "".join(pieces)
+
+
+def json_strings(value: object, out: list[str]) -> list[str]:
+    """Every string in a JSON value, keys included, appended to ``out`` in document order."""
+    if isinstance(value, str):
+        out.append(value)
+    elif isinstance(value, dict):
+        append = out.append
+        for key, item in value.items():
+            append(key if type(key) is str else str(key))
+            if type(item) is str:  # the common leaf, without a call
+                append(item)
+            elif isinstance(item, (str, dict, list)):
+                json_strings(item, out)
+    elif isinstance(value, list):
+        for item in value:
+            if isinstance(item, (str, dict, list)):
+                json_strings(item, out)
+    return out
+
+
+def _rebuild(value: object, masked: Iterator[str]) -> object:
+    """``value`` with its strings (in ``json_strings`` order) taken from ``masked``."""
+    if isinstance(value, str):
+        return next(masked)
+    if isinstance(value, dict):
+        return {next(masked): _rebuild(v, masked) for v in value.values()}  # key, then value
+    if isinstance(value, list):
+        return [_rebuild(v, masked) for v in value]
+    return value
+
+
+def mask_value(value: object) -> object:
+    """A JSON value with every secret in every string (and key) masked."""
+    return _rebuild(value, iter(mask_secrets_many(json_strings(value, []))))
+
+
+def scrub_values(values: Sequence[object]) -> list[object]:
+    """``[mask_value(v) for v in values]``, faster for many values; a value without a
+    secret is returned as it is (not copied).
+
+    Each value's strings are joined with the batch separator (nothing matches across it)
+    and the joined texts are checked together; only a value with a finding has its
+    strings checked and masked one by one.
+    """
+    strings = [json_strings(value, []) for value in values]
+    found = find_secrets_many([_BATCH_SEPARATOR.join(texts) for texts in strings])
+    out = list(values)
+    for i, findings in enumerate(found):
+        if findings:
+            out[i] = _rebuild(values[i], iter(mask_secrets_many(strings[i])))
+    return out
 
 
 def secret_kinds(text: str) -> list[str]:
