@@ -12,10 +12,13 @@ Procedural tasks of one family share their template: a training task's own promp
 contain most of a held-out sibling's shingles while asking something else (another
 constant, another rule). For a sample of a procedural *training* task, the shingles of
 its own task (prompt, tests, reference solution, rebuilt from its id) are therefore
-discounted first: only text the sample adds beyond its own task can contaminate it. The
+discounted on both sides: the share is taken over the held-out text's shingles that the
+sample's own task does not have, and counts only text the sample adds beyond its own
+task (at least :data:`MIN_SHINGLES` such held-out shingles must remain to judge). The
 threshold and the shingle size are measured in ``tests/test_yardstick.py``: copies of
-held-out prompts with 10% of their tokens edited are all caught, and no reference answer
-to a training task is flagged.
+held-out prompts with 10% of their tokens edited are all caught, in any field and even
+smuggled into an answer to a same-family training task, and no reference answer to a
+training task is flagged.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from ..tasks.model import Task
 
 SHINGLE = 4
 CONTAINMENT_THRESHOLD = 0.5
-MIN_SHINGLES = 8  # held-out texts shorter than this are too generic to match on
+MIN_SHINGLES = 4  # fewer distinctive held-out shingles than this are too generic to judge
 FIELDS = ("instruction", "prompt", "completion")
 _TOKEN = re.compile(r"[A-Za-z0-9_]+|[^\sA-Za-z0-9_]")
 
@@ -78,21 +81,30 @@ class HeldOutIndex:
             value = sample.get(name)
             if not isinstance(value, str) or not value:
                 continue
-            hit = self._best(shingles(value) - own)
+            hit = self._best(shingles(value) - own, own)
             if hit is not None:
                 label, share = hit
                 return f"{name} contains {share:.0%} of held-out {label}"
         return None
 
-    def _best(self, grams: Iterable[tuple[str, ...]]) -> tuple[str, float] | None:
+    def _hits(self, grams: Iterable[tuple[str, ...]]) -> Counter[int]:
         counts: Counter[int] = Counter()
         for gram in grams:
             postings = self.postings.get(gram)
             if postings:
                 counts.update(postings)
+        return counts
+
+    def _best(
+        self, grams: Iterable[tuple[str, ...]], own: set[tuple[str, ...]]
+    ) -> tuple[str, float] | None:
+        discounted = self._hits(own) if own else Counter()
         best: tuple[str, float] | None = None
-        for number, shared in counts.items():
-            share = shared / self.sizes[number]
+        for number, shared in self._hits(grams).items():
+            distinctive = self.sizes[number] - discounted[number]
+            if distinctive < MIN_SHINGLES:
+                continue
+            share = shared / distinctive
             if share >= CONTAINMENT_THRESHOLD and (best is None or share > best[1]):
                 best = (self.labels[number], share)
         return best
