@@ -63,6 +63,9 @@ def test_run_completes_and_a_finished_run_is_not_rerun(backend, out_dir):
     result = heidi("run", "--out-dir", str(out_dir), "--mode", "full", env=env)
     assert result.returncode == 0, result.stderr
     assert state_of(out_dir)["last_completed"] == {"round": 2, "stage": "eval"}
+    shown = heidi("status", "--out-dir", str(out_dir), env=env).stdout.splitlines()
+    assert "test       round 2: pass@1 0.50 (95% CI 0.05-0.70), base 0.25; dev 0.50" in shown
+    assert "best       out_lora/round_2" in shown
     journal = (out_dir / "journal" / "events.jsonl").read_bytes()
     again = heidi("run", "--out-dir", str(out_dir), "--mode", "full", env=env)
     assert again.returncode == 0

@@ -7,12 +7,13 @@ import pytest
 from heidi_engine.errors import ConfigError
 
 ALL_KEYS = (
-    "base_model, batch_size, eval_task_file, fake_time, fsync, grad_accum, lora_alpha, lora_r, lr, "
+    "base_model, batch_size, dev_tasks, eval_file_limit, eval_samples, eval_task_file, "
+    "eval_temperature, fake_time, fsync, grad_accum, lora_alpha, lora_r, lr, "
     "mock_subprocesses, out_dir, pipeline_mode, python, rounds, run_id, run_unit_tests, "
     "samples_per_round, sandbox_memory_mb, sandbox_timeout_s, sandbox_workers, seed, seq_len, "
     "stage_cmd_eval, stage_cmd_generate, stage_cmd_test, stage_cmd_train, stage_cmd_validate, "
     "stage_timeout_s, task_file, task_source, teacher, teacher_api_key_env, teacher_base_url, "
-    "teacher_concurrency, teacher_model, train_steps, val_ratio"
+    "teacher_concurrency, teacher_model, test_tasks, train_steps, val_ratio"
 )
 
 DEFAULT_ENV = {
@@ -37,6 +38,11 @@ DEFAULT_ENV = {
     "HEIDI_TASK_SOURCE": "procedural",
     "HEIDI_TASK_FILE": "",
     "HEIDI_EVAL_TASK_FILE": "",
+    "HEIDI_DEV_TASKS": "50",
+    "HEIDI_TEST_TASKS": "100",
+    "HEIDI_EVAL_FILE_LIMIT": "0",
+    "HEIDI_EVAL_SAMPLES": "0",
+    "HEIDI_EVAL_TEMPERATURE": "0.8",
     "HEIDI_TEACHER": "reference",
     "HEIDI_TEACHER_MODEL": "",
     "HEIDI_TEACHER_BASE_URL": "",

@@ -24,6 +24,8 @@ STATE_KEYS = ["schema", "run_id", "mode", "state", "paused", "stage", "current_r
               "last_completed", "last_error", "journal_head", "waiting_for_train_now"]
 ROUNDS = 2
 SAMPLES = 16
+DEV_TASKS = 6
+TEST_TASKS = 10
 
 
 def _jsonl(path: Path) -> list[dict]:
@@ -39,6 +41,8 @@ def _run_cli(backend_name: str, out_dir: Path, *args: str, timeout: float) -> su
         SEQ_LEN="256",
         SAMPLES_PER_ROUND=str(SAMPLES),
         HEIDI_SANDBOX_WORKERS="2",
+        HEIDI_DEV_TASKS=str(DEV_TASKS),
+        HEIDI_TEST_TASKS=str(TEST_TASKS),
     )
     return subprocess.run(
         [sys.executable, "-m", "heidi_engine.cli", "run", "--out-dir", str(out_dir),
@@ -116,6 +120,29 @@ def test_two_full_rounds_write_every_file(backend, tmp_path):
         assert report["n_passed"] == sum(t["passed"] for t in report["tasks"])
         assert report["pass_at_1"] == pytest.approx(report["n_passed"] / report["n_tasks"])
         assert all({"task_id", "passed", "reason"} <= set(t) for t in report["tasks"])
+        # the headline is the test split; dev steers; both for base and adapter
+        assert report["n_tasks"] == TEST_TASKS
+        assert report["pass_at_1_low"] <= report["pass_at_1"] <= report["pass_at_1_high"]
+        assert (report["baseline_pass_at_1_low"] <= report["baseline_pass_at_1"]
+                <= report["baseline_pass_at_1_high"])
+        for name, n in (("dev", DEV_TASKS), ("test", TEST_TASKS)):
+            for model in ("base", "adapter"):
+                part = report["sections"][name][model]
+                assert part["n_tasks"] == len(part["tasks"]) == n
+                assert part["n_passed"] == sum(t["passed"] for t in part["tasks"])
+                assert part["ci95_low"] <= part["pass_at_1"] <= part["ci95_high"]
+        assert report["sections"]["test"]["adapter"]["tasks"] == report["tasks"]
+        assert report["dev_pass_at_1"] == report["sections"]["dev"]["adapter"]["pass_at_1"]
+        assert isinstance(report["promotion_reason"], str) and report["promotion_reason"]
+        assert report["best_adapter"] in {f"out_lora/round_{k}" for k in range(1, r + 1)}
+        learning = report["learning"]
+        assert 0 <= learning["now_passing"] <= learning["previous_dev_failures"] <= DEV_TASKS
+        assert report["fixed_val_round"] == 1 and isinstance(report["fixed_val_loss"], float)
+        held_out = {t["task_id"] for part in report["sections"].values()
+                    for t in part["adapter"]["tasks"]}
+        for kind in ("raw", "train", "val"):  # no held-out task reached the data
+            assert not held_out & {row["task_id"] for row in
+                                   _jsonl(out_dir / "data" / f"{kind}_round_{r}.jsonl")}
 
         log = out_dir / "logs"
         for stage in stages:

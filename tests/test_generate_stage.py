@@ -165,18 +165,25 @@ def test_llm_gen_source_with_the_mock_teacher(tmp_path):
     assert any(verdicts)  # the mock teacher's inventions are mostly right
 
 
-def test_self_correction_revisits_failed_tasks_first(tmp_path):
-    held_out = procedural.generate(42, 6, "eval")
-    failed = [held_out[0].task_id, held_out[3].task_id]
+def test_self_correction_revisits_failed_dev_tasks_first_and_never_test_tasks(tmp_path):
+    dev = procedural.generate(42, 6, "dev")
+    test = procedural.generate(42, 4, "test")
+    failed = [dev[0].task_id, dev[3].task_id]
+
+    def section(tasks, failing):
+        rows = [{"task_id": t.task_id, "passed": t.task_id not in failing, "reason": "ok"}
+                for t in tasks]
+        return {"base": {"tasks": rows}, "adapter": {"tasks": rows}}
+
     report = {
         "round": 1,
-        "n_tasks": 6,
-        "n_passed": 4,
-        "pass_at_1": 4 / 6,
-        "tasks": [
-            {"task_id": t.task_id, "passed": t.task_id not in failed, "reason": "ok"}
-            for t in held_out
-        ],
+        "n_tasks": 4,
+        "n_passed": 0,
+        "pass_at_1": 0.0,
+        # every test task failed: none of them may be revisited
+        "tasks": section(test, {t.task_id for t in test})["adapter"]["tasks"],
+        "sections": {"dev": section(dev, set(failed)),
+                     "test": section(test, {t.task_id for t in test})},
     }
     write_json_atomic(tmp_path / "eval" / "report_round_1.json", report)
     result = run_stage(tmp_path, 2, SAMPLES_PER_ROUND="10")
@@ -184,7 +191,7 @@ def test_self_correction_revisits_failed_tasks_first(tmp_path):
     rows = raw(tmp_path, 2)
     assert len(rows) == 10
     revisits = [r for r in rows if "revisit_of" in r["metadata"]]
-    assert len(revisits) == 4  # two variants per failed task, within half the round
+    assert len(revisits) == 4  # two variants per failed dev task, within half the round
     assert rows[:4] == revisits  # first in the file
     assert [r["metadata"]["revisit_of"] for r in revisits] == [
         failed[0],
@@ -192,11 +199,15 @@ def test_self_correction_revisits_failed_tasks_first(tmp_path):
         failed[0],
         failed[1],
     ]
-    families = {t.task_id: t.family for t in held_out}
+    families = {t.task_id: t.family for t in dev}
+    held_out = dev + test
     for row in revisits:
         assert row["metadata"]["family"] == families[row["metadata"]["revisit_of"]]
-        assert row["task_id"] not in {t.task_id for t in held_out}
         assert row["metadata"]["split"] == "train"
+    for row in rows:
+        assert row["task_id"] not in {t.task_id for t in held_out}
+        for task in held_out:  # no held-out prompt is shown to the teacher or stored
+            assert task.prompt not in row["instruction"] and task.prompt != row["prompt"]
     assert events(result)[0]["counters_delta"]["revisit_tasks"] == 4
 
 

@@ -331,7 +331,9 @@ def test_metrics_and_eval_reports_follow_the_run(kind, launch):
             assert line.split()[2].endswith("_total")
     assert client.json("GET", "/api/v1/eval") == (200, {"rounds": [
         {"round": 1, "pass_at_1": 0.25, "baseline_pass_at_1": 0.25, "n_tasks": 4, "n_passed": 1,
-         "val_loss": 1.5}]})
+         "val_loss": 1.5, "pass_at_1_low": 0.05, "pass_at_1_high": 0.7,
+         "baseline_pass_at_1_low": None, "baseline_pass_at_1_high": None,
+         "dev_pass_at_1": 0.5, "best_round": 1}]})
 
 
 # ----- both servers, one behaviour ----------------------------------------------------

@@ -13,7 +13,7 @@ from heidi_engine.tasks import (
     Task,
     TaskFileError,
     check_task_source,
-    eval_tasks,
+    held_out_tasks,
     load_task_file,
     procedural,
     select_file_tasks,
@@ -134,28 +134,33 @@ def test_more_than_ten_thousand_distinct_tasks_are_reachable():
     assert len(seen_specs) == len(seen_ids)
 
 
-def test_train_and_eval_splits_are_disjoint_even_up_to_renaming():
-    train = procedural.generate(3, 400, "train")
-    held_out = procedural.generate(3, 100, "eval")
-    assert {t.metadata["split"] for t in train} == {"train"}
-    assert {t.metadata["split"] for t in held_out} == {"eval"}
+def test_train_dev_and_test_splits_are_disjoint_even_up_to_renaming():
+    splits = {name: procedural.generate(3, n, name)
+              for name, n in (("train", 400), ("dev", 100), ("test", 150))}
+    for name, tasks in splits.items():
+        assert {t.metadata["split"] for t in tasks} == {name}
     # the split hashes the semantic parameters, so a renamed copy stays on its side
-    assert not {t.metadata["semantic_key"] for t in train} & {
-        t.metadata["semantic_key"] for t in held_out
-    }
+    keys = {name: {t.metadata["semantic_key"] for t in tasks} for name, tasks in splits.items()}
+    assert not keys["train"] & keys["dev"] and not keys["train"] & keys["test"]
+    assert not keys["dev"] & keys["test"]
+    # held-out splits never measure the same problem twice under another name
+    assert len(keys["dev"]) == 100 and len(keys["test"]) == 150
+    with_dev = 0
     for name, fam in procedural.families().items():
-        splits = {
+        seen = {
             procedural.split_of(fam, procedural._draw(random.Random(i), fam)) for i in range(400)
         }
-        assert splits == {"train", "eval"}, name
+        assert {"train", "test"} <= seen, name  # every family is trained on and measured
+        with_dev += "dev" in seen
+    assert with_dev >= 30
 
 
 def test_generate_excludes_given_ids_and_rejects_unknown_split():
     first = procedural.generate(5, 30)
     later = procedural.generate(5, 30, exclude={t.task_id for t in first})
     assert not {t.task_id for t in first} & {t.task_id for t in later}
-    with pytest.raises(ValueError, match="valid: train, eval"):
-        procedural.generate(5, 1, "test")
+    with pytest.raises(ValueError, match="valid: train, dev, test"):
+        procedural.generate(5, 1, "eval")
 
 
 def test_task_ids_round_trip_and_bad_ids_are_rejected():
@@ -167,7 +172,7 @@ def test_task_ids_round_trip_and_bad_ids_are_rejected():
 
 
 def test_variants_change_semantics_stay_in_train_and_record_origin():
-    origin = procedural.generate(2, 3, "eval")
+    origin = procedural.generate(2, 3, "dev") + procedural.generate(2, 3, "test")
     for task in origin:
         found = variants(task, 3, seed=1)
         assert len(found) == 3
@@ -248,19 +253,29 @@ def test_task_sources_are_explicit_modes():
 
 class Cfg:
     seed = 42
+    dev_tasks = 6
+    test_tasks = 9
     eval_task_file = ""
+    eval_file_limit = 0
 
 
-def test_eval_tasks_default_to_the_procedural_held_out_split(tmp_path):
-    held_out = eval_tasks(Cfg(), n=15)
-    assert len(held_out) == 15 and {t.metadata["split"] for t in held_out} == {"eval"}
-    assert [t.task_id for t in eval_tasks(Cfg(), n=15)] == [t.task_id for t in held_out]
+def test_held_out_tasks_are_the_dev_and_test_splits_and_the_whole_eval_file(tmp_path):
+    sections = held_out_tasks(Cfg())
+    assert list(sections) == ["dev", "test"]
+    assert [len(sections["dev"]), len(sections["test"])] == [6, 9]
+    for name, tasks in sections.items():
+        assert {t.metadata["split"] for t in tasks} == {name}
+    again = held_out_tasks(Cfg())
+    assert {k: [t.task_id for t in v] for k, v in again.items()} == {
+        k: [t.task_id for t in v] for k, v in sections.items()}
     path = tmp_path / "eval.jsonl"
-    write_task_file(path, held_out[:4])
+    many = procedural.generate(8, 30)  # more than any old cut-off: the file is used whole
+    write_task_file(path, many)
     cfg = Cfg()
     cfg.eval_task_file = str(path)
-    assert [t.task_id for t in eval_tasks(cfg)] == [t.task_id for t in held_out[:4]]
-    assert len(eval_tasks(cfg, n=2)) == 2
+    assert [t.task_id for t in held_out_tasks(cfg)["file"]] == [t.task_id for t in many]
+    cfg.eval_file_limit = 5
+    assert [t.task_id for t in held_out_tasks(cfg)["file"]] == [t.task_id for t in many[:5]]
 
 
 def test_file_selection_takes_all_when_few_and_favours_unanswered():

@@ -14,7 +14,7 @@ from heidi_engine.sandbox import SandboxResult
 from heidi_engine.stages import eval as eval_stage
 from heidi_engine.stages import train as train_stage
 from heidi_engine.stages.common import parse_args
-from heidi_engine.tasks import Task, eval_tasks, procedural
+from heidi_engine.tasks import Task, held_out_tasks, procedural
 
 pytestmark = pytest.mark.ml
 
@@ -42,7 +42,8 @@ def run_dir(out_dir, clean_env):
     clean_env.setenv("SEED", "3")
     clean_env.setenv("HEIDI_FSYNC", "0")
     clean_env.setenv("HEIDI_SANDBOX_WORKERS", "2")
-    clean_env.setattr(eval_stage, "EVAL_TASKS", 4)
+    clean_env.setenv("HEIDI_DEV_TASKS", "4")
+    clean_env.setenv("HEIDI_TEST_TASKS", "4")
     clean_env.setattr(eval_stage, "MAX_NEW_TOKENS", 8)
     return out_dir
 
@@ -146,7 +147,7 @@ def test_resuming_with_another_base_model_is_refused(run_dir, clean_env, tmp_pat
 
 
 def test_completion_of_cuts_at_the_end_of_the_function():
-    task = procedural.generate(1, 1, "eval")[0]
+    task = procedural.generate(1, 1, "test")[0]
     generated = task.canonical_solution + "\nprint(" + task.entry_point + "(1))\ndef extra():\n"
     completion = eval_stage.completion_of(task, generated)
     assert "print(" not in completion and "extra" not in completion
@@ -155,7 +156,7 @@ def test_completion_of_cuts_at_the_end_of_the_function():
 
 
 def test_pass_at_1_comes_from_the_sandbox_verdicts():
-    tasks = procedural.generate(5, 4, "eval")
+    tasks = procedural.generate(5, 4, "test")
     seen_programs = []
 
     def fake_generate(prompts):
@@ -171,52 +172,72 @@ def test_pass_at_1_comes_from_the_sandbox_verdicts():
     results = eval_stage.evaluate_student(tasks, fake_generate, fake_sandbox)
     assert [r["passed"] for r in results] == [True, True, False, True]
     assert [r["reason"] for r in results][2] == "timeout"
-    assert eval_stage.pass_at_1(results) == 0.75
-    assert eval_stage.pass_at_1([]) == 0.0
+    summary = eval_stage.summarize(results)
+    assert (summary["n_tasks"], summary["n_passed"], summary["pass_at_1"]) == (4, 3, 0.75)
+    assert summary["ci95_low"] < 0.75 < summary["ci95_high"]
+    assert eval_stage.summarize([])["pass_at_1"] == 0.0
     assert seen_programs[0] == (tasks[0].prompt + results[0]["completion"] + "\n" + tasks[0].test
                                 + "\ncheck(" + tasks[0].entry_point + ")")
 
 
 @pytest.mark.parametrize(
-    ("candidate", "best", "expected"),
+    ("candidate", "best", "expected", "why"),
     [
-        ({"pass_at_1": 0.1, "val_loss": 9.0}, None, True),
-        ({"pass_at_1": 0.5, "val_loss": 2.0}, {"pass_at_1": 0.4, "val_loss": 1.0}, True),
-        ({"pass_at_1": 0.3, "val_loss": 0.5}, {"pass_at_1": 0.4, "val_loss": 1.0}, False),
-        ({"pass_at_1": 0.4, "val_loss": 0.9}, {"pass_at_1": 0.4, "val_loss": 1.0}, True),
-        ({"pass_at_1": 0.4, "val_loss": 1.0}, {"pass_at_1": 0.4, "val_loss": 1.0}, False),
-        ({"pass_at_1": 0.4, "val_loss": None}, {"pass_at_1": 0.4, "val_loss": 1.0}, False),
+        ({"dev_pass_at_1": 0.1, "fixed_val_loss": 9.0}, None, True, "first evaluated round"),
+        ({"dev_pass_at_1": 0.5, "fixed_val_loss": 2.0},
+         {"dev_pass_at_1": 0.4, "fixed_val_loss": 1.0}, True, "dev pass@1 improved"),
+        ({"dev_pass_at_1": 0.3, "fixed_val_loss": 0.5},
+         {"dev_pass_at_1": 0.4, "fixed_val_loss": 1.0}, False, "dev pass@1 did not improve"),
+        ({"dev_pass_at_1": 0.4, "fixed_val_loss": 0.9},
+         {"dev_pass_at_1": 0.4, "fixed_val_loss": 1.0}, True, "0.9000 below 1.0000"),
+        ({"dev_pass_at_1": 0.4, "fixed_val_loss": 1.0},
+         {"dev_pass_at_1": 0.4, "fixed_val_loss": 1.0}, False, "not below"),
+        ({"dev_pass_at_1": 0.4, "fixed_val_loss": None},
+         {"dev_pass_at_1": 0.4, "fixed_val_loss": 1.0}, False, "no fixed validation loss"),
+        # the test split never decides: a better test score with a worse dev score loses
+        ({"dev_pass_at_1": 0.3, "pass_at_1": 0.9, "fixed_val_loss": 0.1},
+         {"dev_pass_at_1": 0.4, "pass_at_1": 0.1, "fixed_val_loss": 1.0}, False, "did not"),
     ],
 )
-def test_is_improvement(candidate, best, expected):
-    assert eval_stage.is_improvement(candidate, best) is expected
+def test_promotion_follows_dev_pass_at_1_then_the_fixed_validation_loss(
+        candidate, best, expected, why):
+    promoted, reason = eval_stage.promotion(candidate, best, None if best is None else 1)
+    assert promoted is expected and why in reason
 
 
 class ScriptedStudent:
-    """Stands in for ``ml.generate``: each call answers the tasks listed for it correctly."""
+    """Stands in for ``ml.generate``: each call answers one section's listed tasks correctly.
 
-    def __init__(self, tasks: list[Task], script: list[set[int]]):
-        self.by_prompt = {t.prompt: i for i, t in enumerate(tasks)}
-        self.tasks = tasks
+    ``script`` holds, per model scored (baseline, then each round's student), the indices
+    of the dev tasks and of the test tasks it gets right.
+    """
+
+    def __init__(self, sections: dict[str, list[Task]], script: list[tuple[set, set]]):
+        self.by_prompt = {}
+        for name, tasks in sections.items():
+            for i, task in enumerate(tasks):
+                self.by_prompt[task.prompt] = (name, i, task)
         self.script = list(script)
         self.calls = 0
 
     def __call__(self, model, tokenizer, prompts, max_new_tokens, **kwargs):
-        passing = self.script[self.calls]
+        dev_ok, test_ok = self.script[self.calls // 2]
         self.calls += 1
         out = []
         for prompt in prompts:
-            index = self.by_prompt[prompt]
-            body = self.tasks[index].canonical_solution if index in passing else "    return None\n"
+            name, index, task = self.by_prompt[prompt]
+            passing = index in (dev_ok if name == "dev" else test_ok)
+            body = task.canonical_solution if passing else "    return None\n"
             out.append(body + "\ndef unrelated():\n    pass\n")  # cut off by the stop rule
         return out
 
 
-def test_eval_scores_rounds_and_moves_best_adapter_only_on_improvement(run_dir, clean_env):
+def test_eval_scores_rounds_and_promotes_on_dev_only(run_dir, clean_env):
     config = ctx_for("eval", run_dir, 1).config
-    tasks = eval_tasks(config, 4)
-    # baseline, then the students of rounds 1, 2 and 3
-    student = ScriptedStudent(tasks, [{0}, {0, 1}, {3}, {0, 1, 2}])
+    sections = held_out_tasks(config)
+    # baseline, then the students of rounds 1, 2 and 3: (dev right, test right)
+    student = ScriptedStudent(sections, [({0}, {0}), ({0, 1}, {0, 1}),
+                                         ({3}, {0, 1, 2, 3}), ({0, 1, 2}, {1})])
     clean_env.setattr(ml, "generate", student)
 
     reports = {}
@@ -226,20 +247,36 @@ def test_eval_scores_rounds_and_moves_best_adapter_only_on_improvement(run_dir, 
         assert eval_stage.main(["--round", str(round), "--out-dir", str(run_dir)]) == 0
         reports[round] = json.loads((run_dir / "eval" / f"report_round_{round}.json").read_text())
 
-    assert student.calls == 4  # the baseline was computed once and cached
+    assert student.calls == 8  # two sections each; the baseline was computed once and cached
     baseline = json.loads((run_dir / "eval" / "baseline.json").read_text())
-    assert baseline["n_passed"] == 1 and baseline["key"]["task_ids"] == [t.task_id for t in tasks]
+    assert baseline["sections"]["test"]["n_passed"] == 1
+    assert baseline["key"]["task_ids"] == {k: [t.task_id for t in v] for k, v in sections.items()}
     r1, r2, r3 = reports[1], reports[2], reports[3]
+    test_ids = [t.task_id for t in sections["test"]]
     for report in reports.values():
         assert {"round", "n_tasks", "n_passed", "pass_at_1", "val_loss", "baseline_pass_at_1",
-                "adapter", "tasks"} <= set(report)
+                "adapter", "tasks", "pass_at_1_low", "pass_at_1_high", "fixed_val_loss",
+                "dev_pass_at_1", "promotion_reason", "learning", "sections"} <= set(report)
         assert report["n_tasks"] == 4 and report["baseline_pass_at_1"] == 0.25
-        assert [t["task_id"] for t in report["tasks"]] == [t.task_id for t in tasks]
-        assert isinstance(report["val_loss"], float)
-    assert (r1["n_passed"], r1["pass_at_1"], r1["promoted"]) == (2, 0.5, True)
+        assert [t["task_id"] for t in report["tasks"]] == test_ids
+        assert isinstance(report["val_loss"], float) and isinstance(report["fixed_val_loss"], float)
+        assert report["fixed_val_round"] == 1
+        for name in ("dev", "test"):
+            for model in ("base", "adapter"):
+                part = report["sections"][name][model]
+                assert part["n_tasks"] == 4
+                assert part["ci95_low"] <= part["pass_at_1"] <= part["ci95_high"]
+    assert (r1["n_passed"], r1["dev_pass_at_1"], r1["promoted"]) == (2, 0.5, True)
+    assert r1["promotion_reason"] == "first evaluated round"
     assert [t["passed"] for t in r1["tasks"]] == [True, True, False, False]
-    assert (r2["n_passed"], r2["promoted"], r2["best_adapter"]) == (1, False, "out_lora/round_1")
-    assert (r3["n_passed"], r3["promoted"], r3["previous_best"]) == (3, True, "out_lora/round_1")
+    # round 2 is perfect on test but worse on dev: the test split never promotes
+    assert (r2["n_passed"], r2["promoted"], r2["best_adapter"]) == (4, False, "out_lora/round_1")
+    assert "dev pass@1 did not improve" in r2["promotion_reason"]
+    assert (r3["n_passed"], r3["promoted"], r3["previous_best"]) == (1, True, "out_lora/round_1")
+    # learning events: earlier dev failures that pass now
+    assert r1["learning"]["previous_dev_failures"] == 3 and r1["learning"]["now_passing"] == 1
+    assert r2["learning"]["previous_dev_failures"] == 2 and r2["learning"]["now_passing"] == 1
+    assert r3["learning"]["previous_dev_failures"] == 3 and r3["learning"]["now_passing"] == 3
     link = run_dir / "best_adapter"
     assert link.is_symlink() and os.readlink(link) == "out_lora/round_3"
     # Round 3 trained on top of round 1, the best adapter at the time, not round 2.
@@ -259,7 +296,8 @@ def test_eval_runs_the_real_student(run_dir, capsys):
     assert os.readlink(run_dir / "best_adapter") == "out_lora/round_1"
     assert report["timings"]["student_generate_s"] > 0
     messages = [e["message"] for e in heidi_lines(capsys.readouterr().out)]
-    assert any(m.startswith("student: generated 4/4") for m in messages)
+    assert any(m.startswith("student test: generated 4/4") for m in messages)
+    assert any(m.startswith("student dev: generated 4/4") for m in messages)
 
 
 def test_eval_without_adapter_fails_clearly(run_dir, capsys):

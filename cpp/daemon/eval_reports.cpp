@@ -12,8 +12,12 @@
 namespace heidid {
 namespace {
 
-constexpr std::array<const char*, 5> kReportFields = {"pass_at_1", "baseline_pass_at_1",
-                                                      "n_tasks", "n_passed", "val_loss"};
+// The same fields, in the same order, as python/heidi_engine/api/reports.py.
+constexpr std::array<const char*, 11> kReportFields = {
+    "pass_at_1",          "baseline_pass_at_1",      "n_tasks",
+    "n_passed",           "val_loss",                "pass_at_1_low",
+    "pass_at_1_high",     "baseline_pass_at_1_low",  "baseline_pass_at_1_high",
+    "dev_pass_at_1",      "best_round"};
 
 // "report_round_<N>.json" with N in 1..999999999 and no leading zero.
 bool report_round(std::string_view name, std::int64_t& round) {

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .api.reports import EvalReports
 from .errors import HeidiError, TransitionError
 from .io import JsonlError
 
@@ -143,6 +144,32 @@ def describe_status(status: dict) -> str:
     if status.get("last_error"):
         lines.append(f"error      {status['last_error']}")
     return "\n".join(lines)
+
+
+def describe_eval(rounds: list[dict]) -> list[str]:
+    """The latest evaluation: test pass@1 with its 95% interval, the base model's, the dev
+    score and the best adapter (no lines before the first evaluated round)."""
+    latest = next((r for r in reversed(rounds) if r.get("pass_at_1") is not None), None)
+    if latest is None:
+        return []
+
+    def score(value, low, high) -> str:
+        if value is None:
+            return "n/a"
+        interval = f" (95% CI {low:.2f}-{high:.2f})" if low is not None and high is not None else ""
+        return f"{value:.2f}{interval}"
+
+    dev = latest.get("dev_pass_at_1")
+    best = latest.get("best_round")
+    return [
+        f"test       round {latest['round']}: pass@1 "
+        + score(latest["pass_at_1"], latest.get("pass_at_1_low"), latest.get("pass_at_1_high"))
+        + ", base "
+        + score(latest.get("baseline_pass_at_1"), latest.get("baseline_pass_at_1_low"),
+                latest.get("baseline_pass_at_1_high"))
+        + ("" if dev is None else f"; dev {dev:.2f}"),
+        "best       " + (f"out_lora/round_{best}" if best is not None else "-"),
+    ]
 
 
 # ----- progress display for `heidi run` -----------------------------------------------
@@ -382,7 +409,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps(status, ensure_ascii=True, separators=(",", ":")))
     else:
         source = f"{server.server} pid {server.pid}" if server else "state file (no server running)"
-        print(describe_status(status) + f"\nsource     {source}")
+        lines = [describe_status(status), *describe_eval(EvalReports(out_dir).rounds())]
+        print("\n".join(lines) + f"\nsource     {source}")
     return EXIT_OK
 
 

@@ -55,7 +55,9 @@ def main() -> int:
         write(out / "out_lora" / f"round_{r}" / "metrics.json", json.dumps({"steps": 1}))
     elif args.stage == "eval":
         report = {"round": r, "n_tasks": 4, "n_passed": r, "pass_at_1": 0.25 * r,
-                  "val_loss": 1.5, "baseline_pass_at_1": 0.25, "adapter": "", "tasks": []}
+                  "val_loss": 1.5, "baseline_pass_at_1": 0.25, "adapter": "", "tasks": [],
+                  "pass_at_1_low": 0.05, "pass_at_1_high": 0.7, "dev_pass_at_1": 0.5,
+                  "best_round": r}
         write(out / "eval" / f"report_round_{r}.json", json.dumps(report))
     else:
         print(f"unknown stage {args.stage}", file=sys.stderr)

@@ -35,6 +35,11 @@ struct Config {
     std::string task_source = "procedural";
     std::string task_file;
     std::string eval_task_file;
+    std::int64_t dev_tasks = 50;        // procedural dev split: steers revisits and promotion
+    std::int64_t test_tasks = 100;      // procedural test split: only measured
+    std::int64_t eval_file_limit = 0;   // 0 = the whole HEIDI_EVAL_TASK_FILE
+    std::int64_t eval_samples = 0;      // samples per task for pass@k; 0 = off
+    double eval_temperature = 0.8;      // sampling temperature for pass@k
     std::string teacher = "reference";
     std::string teacher_model;
     std::string teacher_base_url;

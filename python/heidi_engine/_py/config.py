@@ -72,6 +72,11 @@ _FIELDS: tuple[_Field, ...] = (
            choices=("procedural", "file", "llm_gen")),
     _Field("task_file", "HEIDI_TASK_FILE", "str", ""),
     _Field("eval_task_file", "HEIDI_EVAL_TASK_FILE", "str", ""),
+    _Field("dev_tasks", "HEIDI_DEV_TASKS", "int", 50, minimum=1),
+    _Field("test_tasks", "HEIDI_TEST_TASKS", "int", 100, minimum=1),
+    _Field("eval_file_limit", "HEIDI_EVAL_FILE_LIMIT", "int", 0, minimum=0),
+    _Field("eval_samples", "HEIDI_EVAL_SAMPLES", "int", 0, minimum=0),
+    _Field("eval_temperature", "HEIDI_EVAL_TEMPERATURE", "float", 0.8, float_ok=">0"),
     _Field("teacher", "HEIDI_TEACHER", "choice", "reference",
            choices=("reference", "openai", "local", "mock")),
     _Field("teacher_model", "HEIDI_TEACHER_MODEL", "str", ""),
@@ -256,6 +261,11 @@ class Config:
     task_source: str = "procedural"
     task_file: str = ""
     eval_task_file: str = ""
+    dev_tasks: int = 50
+    test_tasks: int = 100
+    eval_file_limit: int = 0
+    eval_samples: int = 0
+    eval_temperature: float = 0.8
     teacher: str = "reference"
     teacher_model: str = ""
     teacher_base_url: str = ""

@@ -11,7 +11,9 @@ from pathlib import Path
 
 REPORT_NAME = re.compile(r"^report_round_([1-9][0-9]{0,8})\.json$")
 # The report fields the API passes on, in this order (null when a report lacks one).
-REPORT_FIELDS = ("pass_at_1", "baseline_pass_at_1", "n_tasks", "n_passed", "val_loss")
+REPORT_FIELDS = ("pass_at_1", "baseline_pass_at_1", "n_tasks", "n_passed", "val_loss",
+                 "pass_at_1_low", "pass_at_1_high", "baseline_pass_at_1_low",
+                 "baseline_pass_at_1_high", "dev_pass_at_1", "best_round")
 
 
 class EvalReports:

@@ -94,7 +94,27 @@ function svg(tag, attrs, text) {
   return el;
 }
 
+function interval(low, high) {
+  return low !== null && low !== undefined && high !== null && high !== undefined
+    ? ` (95% CI ${low.toFixed(2)}–${high.toFixed(2)})` : "";
+}
+
+function renderEvalSummary(rounds) {
+  const latest = rounds.filter((r) => r.pass_at_1 !== null).pop();
+  if (!latest) return;
+  const base = latest.baseline_pass_at_1 === null ? "n/a"
+    : latest.baseline_pass_at_1.toFixed(2) +
+      interval(latest.baseline_pass_at_1_low, latest.baseline_pass_at_1_high);
+  const best = latest.best_round === null ? "–" : `out_lora/round_${latest.best_round}`;
+  const dev = latest.dev_pass_at_1 === null ? "" : ` · dev ${latest.dev_pass_at_1.toFixed(2)}`;
+  $("eval-summary").textContent =
+    `round ${latest.round}: test pass@1 ${latest.pass_at_1.toFixed(2)}` +
+    interval(latest.pass_at_1_low, latest.pass_at_1_high) +
+    ` · base ${base}${dev} · best adapter ${best}`;
+}
+
 function renderChart(rounds) {
+  renderEvalSummary(rounds);
   const chart = $("chart");
   chart.replaceChildren();
   const W = 600, H = 220, left = 40, right = 15, top = 12, bottom = 28;
@@ -123,7 +143,8 @@ function renderChart(rounds) {
     points: points.map((r) => `${x(r.round)},${y(r.pass_at_1)}`).join(" ") }));
   for (const r of points) {
     const dot = svg("circle", { class: "point", cx: x(r.round), cy: y(r.pass_at_1), r: 4 });
-    dot.append(svg("title", {}, `round ${r.round}: pass@1 ${r.pass_at_1}`));
+    dot.append(svg("title", {},
+      `round ${r.round}: test pass@1 ${r.pass_at_1}${interval(r.pass_at_1_low, r.pass_at_1_high)}`));
     chart.append(dot);
   }
 }

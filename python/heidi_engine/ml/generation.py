@@ -76,8 +76,11 @@ def generate(
     stop_when: Callable[[str], bool] | None = None,
     batch_size: int = 8,
     on_batch: Callable[[int, int], None] | None = None,
+    temperature: float = 0.0,
+    seed: int = 0,
 ) -> list[str]:
-    """Greedy completions of ``prompts`` (one string each, in order).
+    """Completions of ``prompts`` (one string each, in order): greedy, or sampled at
+    ``temperature`` > 0 with torch's generator seeded from ``seed``.
 
     Prompts are batched by length with left padding; a row stops at the end-of-sequence
     token, after ``max_new_tokens``, at the first stop sequence (cut off the returned
@@ -94,9 +97,13 @@ def generate(
     results: list[str] = [""] * len(prompts)
     lengths = [len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts]
     order = sorted(range(len(prompts)), key=lambda i: lengths[i])
+    sampling = temperature > 0
+    if sampling:
+        torch.manual_seed(seed)
     config = GenerationConfig(
         max_new_tokens=max_new_tokens,
-        do_sample=False,
+        do_sample=sampling,
+        **({"temperature": temperature, "top_p": 1.0, "top_k": 0} if sampling else {}),
         num_beams=1,
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.eos_token_id,

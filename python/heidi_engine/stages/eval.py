@@ -1,13 +1,20 @@
 """Eval stage: ``python -m heidi_engine.stages.eval --round N --out-dir DIR``.
 
-Measures pass@1 (greedy, one completion per task) of the student — the base model with
-the round's adapter ``out_lora/round_N`` — on the held-out tasks, each completion run
-against its task's tests in the sandbox, plus the completion loss on
-``data/val_round_N.jsonl``. The base model without adapter is scored once on the same
-tasks (the round-0 baseline, cached in ``eval/baseline.json``). Writes
-``eval/report_round_N.json`` and moves ``best_adapter`` to this round's adapter when
-pass@1 improved on the best so far (ties broken by a lower validation loss); the first
-evaluated round always becomes the best.
+Measures the student — the base model with the round's adapter ``out_lora/round_N`` —
+and the base model alone on the held-out tasks, each completion run against its task's
+tests in the sandbox, in up to three sections (see :func:`..tasks.held_out_tasks`):
+
+- ``dev``: procedural tasks whose results steer the run: ``best_adapter`` moves to this
+  round's adapter only when dev pass@1 beats the best so far (ties broken by the loss on
+  the run's fixed validation set, ``data/val_round_1.jsonl``), and the next round
+  revisits variants of the dev tasks the student failed;
+- ``test``: procedural tasks that are only measured and reported (the headline number);
+- ``file``: ``HEIDI_EVAL_TASK_FILE``, reported as its own benchmark.
+
+Each section reports n, passed, pass@1 with a 95% Wilson interval, and pass@k when
+``HEIDI_EVAL_SAMPLES`` asks for sampled completions. The base model is scored once per
+run (cached in ``eval/baseline.json``). The report also says why ``best_adapter`` moved
+or not, and how many of the previous round's dev failures now pass.
 """
 
 from __future__ import annotations
@@ -21,18 +28,22 @@ from pathlib import Path
 
 from .. import prompts
 from ..errors import HeidiError
+from ..eval_stats import mean_pass_at_k, wilson_interval
 from ..io import write_json_atomic
 from ..sandbox import SandboxLimits, SandboxResult, build_program, run_many
-from ..tasks import Task, TaskFileError, eval_tasks
+from ..tasks import Task, TaskFileError, held_out_tasks
 from ..telemetry import progress
 from .common import StageContext, read_samples, run_stage
 
-# Held-out tasks per evaluation and the generation budget per task: sized so that the
-# default run (SmolLM2-135M on 2 CPU cores) evaluates a round in about a minute.
-EVAL_TASKS = 20
+# The generation budget per task and the batch of prompts generated together.
 MAX_NEW_TOKENS = 128
 GENERATION_BATCH = 10
 BASELINE_FILE = "baseline.json"
+# The run's fixed validation set: the first round's validation split. Later rounds never
+# train on it (exact and near-duplicate removal persist across rounds), so losses on it
+# compare adapters of different rounds on the same data.
+FIXED_VAL_ROUND = 1
+PASS_AT_K = (1, 5, 10)
 
 GenerateFn = Callable[[list[str]], list[str]]
 RunProgramsFn = Callable[[list[str]], list[SandboxResult]]
@@ -53,11 +64,10 @@ def completion_of(task: Task, generated: str) -> str:
     return prompts.extract_code(body, task.entry_point, task.prompt)
 
 
-def evaluate_student(
-    tasks: Sequence[Task], generate: GenerateFn, run_programs: RunProgramsFn
+def judge(
+    tasks: Sequence[Task], generations: Sequence[str], run_programs: RunProgramsFn
 ) -> list[dict]:
-    """Per-task verdicts of one greedy completion each, judged by the sandbox."""
-    generations = generate([prompts.student_prompt(task) for task in tasks])
+    """Per-task verdicts of one completion each, judged by the sandbox."""
     if len(generations) != len(tasks):
         raise RuntimeError(f"generator returned {len(generations)} texts for {len(tasks)} tasks")
     completions = [completion_of(task, text) for task, text in zip(tasks, generations)]
@@ -78,23 +88,63 @@ def evaluate_student(
     ]
 
 
-def pass_at_1(results: Sequence[dict]) -> float:
-    """Share of tasks whose single greedy completion passed (0.0 for no tasks)."""
-    return sum(1 for r in results if r["passed"]) / len(results) if results else 0.0
+def evaluate_student(
+    tasks: Sequence[Task], generate: GenerateFn, run_programs: RunProgramsFn
+) -> list[dict]:
+    """Per-task verdicts of one greedy completion each."""
+    return judge(tasks, generate([prompts.student_prompt(task) for task in tasks]), run_programs)
 
 
-def is_improvement(candidate: dict, best: dict | None) -> bool:
-    """Whether a report beats the best so far: higher pass@1, or equal and lower val loss."""
-    if best is None:
-        return True
-    if candidate["pass_at_1"] != best["pass_at_1"]:
-        return candidate["pass_at_1"] > best["pass_at_1"]
-    new_loss, old_loss = candidate.get("val_loss"), best.get("val_loss")
-    return new_loss is not None and old_loss is not None and new_loss < old_loss
+def summarize(results: Sequence[dict]) -> dict:
+    """n, passed, pass@1 and its 95% Wilson interval of one section's greedy results."""
+    n = len(results)
+    passed = sum(1 for r in results if r["passed"])
+    low, high = wilson_interval(passed, n)
+    return {
+        "n_tasks": n,
+        "n_passed": passed,
+        "pass_at_1": passed / n if n else 0.0,
+        "ci95_low": low,
+        "ci95_high": high,
+    }
 
 
-def best_report(out_dir: Path, this_round: int) -> tuple[str | None, dict | None]:
-    """The current best adapter (relative path) and its eval report.
+def pass_at_k_summary(counts: Sequence[tuple[int, int]], temperature: float) -> dict:
+    """pass@k (unbiased estimator) for each k in :data:`PASS_AT_K` the sample count allows."""
+    samples = counts[0][0] if counts else 0
+    return {
+        "samples_per_task": samples,
+        "temperature": temperature,
+        **{f"pass_at_{k}": mean_pass_at_k(counts, k) for k in PASS_AT_K if k <= samples},
+    }
+
+
+def promotion(candidate: dict, best: dict | None, best_round: int | None) -> tuple[bool, str]:
+    """Whether a report beats the best so far, and why: a higher dev pass@1, or an equal
+    one and a lower loss on the fixed validation set."""
+    if best is None or best.get("dev_pass_at_1") is None:
+        return True, "first evaluated round" if best_round is None else (
+            f"round {best_round}'s report has no dev result to compare with"
+        )
+    new, old = candidate["dev_pass_at_1"], best["dev_pass_at_1"]
+    if new != old:
+        verb = "improved" if new > old else "did not improve"
+        return new > old, f"dev pass@1 {verb}: {new:.4f} vs {old:.4f} (round {best_round})"
+    new_loss, old_loss = candidate.get("fixed_val_loss"), best.get("fixed_val_loss")
+    if new_loss is None or old_loss is None:
+        return False, (
+            f"dev pass@1 tied at {new:.4f} with round {best_round}; "
+            "no fixed validation loss to break the tie"
+        )
+    better = new_loss < old_loss
+    return better, (
+        f"dev pass@1 tied at {new:.4f} with round {best_round}; fixed validation loss "
+        f"{new_loss:.4f} {'below' if better else 'not below'} {old_loss:.4f}"
+    )
+
+
+def best_report(out_dir: Path, this_round: int) -> tuple[str | None, dict | None, int | None]:
+    """The current best adapter (relative path), its eval report and its round.
 
     A best adapter that is this very round (a re-run of the stage) counts as none, so the
     re-run reaches the same decision; so does one without a report.
@@ -103,23 +153,41 @@ def best_report(out_dir: Path, this_round: int) -> tuple[str | None, dict | None
 
     best = adapters.best_adapter_dir(out_dir)
     if best is None:
-        return None, None
+        return None, None, None
     best_round = adapters.round_of_adapter(best)
     if best_round is None or best_round == this_round:
-        return None, None
+        return None, None, None
     report_path = out_dir / "eval" / f"report_round_{best_round}.json"
     if not report_path.is_file():
-        return os.path.relpath(best, out_dir), None
-    return os.path.relpath(best, out_dir), json.loads(report_path.read_text(encoding="utf-8"))
+        return os.path.relpath(best, out_dir), None, best_round
+    report = json.loads(report_path.read_text(encoding="utf-8"))
+    return os.path.relpath(best, out_dir), report, best_round
 
 
-def baseline_key(config: object, tasks: Sequence[Task]) -> dict:
+def previous_dev_failures(out_dir: Path, this_round: int, baseline: dict) -> list[str]:
+    """Dev task ids the previous round's adapter failed (the base model's, for round 1)."""
+    if this_round <= 1:
+        rows = baseline["sections"]["dev"]["tasks"]
+    else:
+        path = out_dir / "eval" / f"report_round_{this_round - 1}.json"
+        try:
+            rows = json.loads(path.read_text(encoding="utf-8"))["sections"]["dev"]["adapter"][
+                "tasks"
+            ]
+        except (OSError, ValueError, KeyError, TypeError):
+            return []
+    return [str(row["task_id"]) for row in rows if not row["passed"]]
+
+
+def baseline_key(config: object, sections: dict[str, list[Task]]) -> dict:
     """What the cached baseline depends on; a different key means it is recomputed."""
     return {
-        "base_model": config.base_model,
-        "seed": config.seed,
+        "base_model": config.base_model,  # type: ignore[attr-defined]
+        "seed": config.seed,  # type: ignore[attr-defined]
         "max_new_tokens": MAX_NEW_TOKENS,
-        "task_ids": [task.task_id for task in tasks],
+        "eval_samples": config.eval_samples,  # type: ignore[attr-defined]
+        "eval_temperature": config.eval_temperature,  # type: ignore[attr-defined]
+        "task_ids": {name: [task.task_id for task in tasks] for name, tasks in sections.items()},
     }
 
 
@@ -129,14 +197,6 @@ def load_baseline(path: Path, key: dict) -> dict | None:
     except (OSError, ValueError):
         return None
     return cached if isinstance(cached, dict) and cached.get("key") == key else None
-
-
-def _summary(results: Sequence[dict]) -> dict:
-    return {
-        "n_tasks": len(results),
-        "n_passed": sum(1 for r in results if r["passed"]),
-        "pass_at_1": pass_at_1(results),
-    }
 
 
 def run(ctx: StageContext) -> dict:
@@ -150,10 +210,13 @@ def run(ctx: StageContext) -> dict:
     adapter_dir = paths.lora_dir
     if not adapters.is_adapter_dir(adapter_dir):
         raise EvalInputError(f"no adapter in {adapter_dir} (run the train stage first)")
-    tasks = eval_tasks(config, EVAL_TASKS)
-    if not tasks:
-        raise EvalInputError("no held-out tasks to evaluate on")
+    sections = held_out_tasks(config)
+    if not all(sections.values()):
+        empty = [name for name, tasks in sections.items() if not tasks]
+        raise EvalInputError(f"no held-out tasks in section(s) {', '.join(empty)}")
     val_samples = read_samples(paths.val) if paths.val.exists() else []
+    fixed_val_path = paths.data("val", FIXED_VAL_ROUND)
+    fixed_val_samples = read_samples(fixed_val_path) if fixed_val_path.exists() else []
     configure_torch_threads()
 
     timings: dict[str, float] = {}
@@ -170,7 +233,7 @@ def run(ctx: StageContext) -> dict:
         timings["sandbox_s"] = timings.get("sandbox_s", 0.0) + time.perf_counter() - sandbox_started
         return results
 
-    def generator(label: str) -> GenerateFn:
+    def generator(label: str, temperature: float = 0.0, seed: int = 0) -> GenerateFn:
         def generate_all(student_prompts: list[str]) -> list[str]:
             generate_started = time.perf_counter()
             texts = generate(
@@ -181,51 +244,114 @@ def run(ctx: StageContext) -> dict:
                 stop_when=function_ended,
                 batch_size=GENERATION_BATCH,
                 on_batch=lambda done, total: progress(f"{label}: generated {done}/{total}"),
+                temperature=temperature,
+                seed=seed,
             )
-            key = f"{label}_generate_s"
+            key = f"{label.split(' ')[0]}_generate_s"
             timings[key] = timings.get(key, 0.0) + time.perf_counter() - generate_started
             return texts
 
         return generate_all
 
+    def measure(label: str) -> dict:
+        """Every section's greedy results (and pass@k when asked) for the active model."""
+        measured = {}
+        for name, tasks in sections.items():
+            results = evaluate_student(tasks, generator(f"{label} {name}"), run_programs)
+            section = {**summarize(results), "tasks": results}
+            if config.eval_samples > 0:
+                passed = [0] * len(tasks)
+                for sample in range(config.eval_samples):
+                    texts = generator(
+                        f"{label} {name} sample {sample + 1}/{config.eval_samples}",
+                        config.eval_temperature,
+                        config.seed * 1000 + sample,
+                    )([prompts.student_prompt(task) for task in tasks])
+                    for i, row in enumerate(judge(tasks, texts, run_programs)):
+                        passed[i] += row["passed"]
+                counts = [(config.eval_samples, c) for c in passed]
+                section["pass_at_k"] = pass_at_k_summary(counts, config.eval_temperature)
+            measured[name] = section
+            progress(
+                f"{label} {name}: pass@1 {section['n_passed']}/{section['n_tasks']} "
+                f"(95% CI {section['ci95_low']:.2f}-{section['ci95_high']:.2f})"
+            )
+        return measured
+
     baseline_path = paths.out_dir / "eval" / BASELINE_FILE
-    key = baseline_key(config, tasks)
+    key = baseline_key(config, sections)
     baseline = load_baseline(baseline_path, key)
     if baseline is None:
-        progress(f"baseline: scoring {config.base_model} without adapter on {len(tasks)} tasks")
+        counts = ", ".join(f"{len(tasks)} {name}" for name, tasks in sections.items())
+        progress(f"baseline: scoring {config.base_model} without adapter on {counts} tasks")
         with model.disable_adapter():
-            baseline_results = evaluate_student(tasks, generator("baseline"), run_programs)
-        baseline = {"key": key, **_summary(baseline_results), "tasks": baseline_results}
+            baseline = {"key": key, "sections": measure("baseline")}
         write_json_atomic(baseline_path, baseline)
-    progress(f"baseline pass@1 {baseline['n_passed']}/{baseline['n_tasks']}")
 
-    results = evaluate_student(tasks, generator("student"), run_programs)
+    student = measure("student")
     val_started = time.perf_counter()
-    val_examples, _ = encode_samples(tokenizer, val_samples, config.seq_len)
-    val_loss = mean_loss(model, val_examples, tokenizer.pad_token_id, config.batch_size)
+
+    def loss_on(samples: list[dict]) -> float | None:
+        examples, _ = encode_samples(tokenizer, samples, config.seq_len)
+        return mean_loss(model, examples, tokenizer.pad_token_id, config.batch_size)
+
+    val_loss = loss_on(val_samples)
+    fixed_val_loss = loss_on(fixed_val_samples)
     timings["val_s"] = time.perf_counter() - val_started
 
+    failed_before = previous_dev_failures(paths.out_dir, ctx.round, baseline)
+    dev_passed = {row["task_id"] for row in student["dev"]["tasks"] if row["passed"]}
+    fixed = [task_id for task_id in failed_before if task_id in dev_passed]
+
+    base_sections, test = baseline["sections"], student["test"]
+    base_test = base_sections["test"]
     adapter_rel = os.path.relpath(adapter_dir, paths.out_dir)
-    previous_best, previous_report = best_report(paths.out_dir, ctx.round)
+    previous_best, previous_report, previous_round = best_report(paths.out_dir, ctx.round)
     report = {
         "round": ctx.round,
-        **_summary(results),
+        # The headline: the test split, which nothing in the run is chosen by.
+        "n_tasks": test["n_tasks"],
+        "n_passed": test["n_passed"],
+        "pass_at_1": test["pass_at_1"],
+        "pass_at_1_low": test["ci95_low"],
+        "pass_at_1_high": test["ci95_high"],
         "val_loss": val_loss,
-        "baseline_pass_at_1": baseline["pass_at_1"],
-        "baseline_n_passed": baseline["n_passed"],
+        "fixed_val_loss": fixed_val_loss,
+        "fixed_val_round": FIXED_VAL_ROUND if fixed_val_samples else None,
+        "baseline_pass_at_1": base_test["pass_at_1"],
+        "baseline_n_passed": base_test["n_passed"],
+        "baseline_pass_at_1_low": base_test["ci95_low"],
+        "baseline_pass_at_1_high": base_test["ci95_high"],
+        "dev_pass_at_1": student["dev"]["pass_at_1"],
+        "baseline_dev_pass_at_1": base_sections["dev"]["pass_at_1"],
         "adapter": adapter_rel,
         "base_model": config.base_model,
         "previous_best": previous_best,
     }
-    promoted = is_improvement(report, previous_report)
+    promoted, why = promotion(report, previous_report, previous_round)
+    best_rel = adapter_rel if promoted else previous_best
     report.update(
         {
             "promoted": promoted,
-            "best_adapter": adapter_rel if promoted else previous_best,
+            "promotion_reason": why,
+            "best_adapter": best_rel,
+            "best_round": ctx.round if promoted else previous_round,
+            "learning": {
+                "previous_dev_failures": len(failed_before),
+                "now_passing": len(fixed),
+                "task_ids": fixed,
+            },
+            "sections": {
+                name: {
+                    "base": base_sections[name],
+                    "adapter": student[name],
+                }
+                for name in sections
+            },
             "max_new_tokens": MAX_NEW_TOKENS,
             "duration_s": time.perf_counter() - started,
             "timings": timings,
-            "tasks": results,
+            "tasks": test["tasks"],
         }
     )
     write_json_atomic(paths.eval_report, report)
@@ -236,11 +362,13 @@ def run(ctx: StageContext) -> dict:
 
 def _run_and_report(ctx: StageContext) -> int:
     report = run(ctx)
-    val = report["val_loss"]
+    learning = report["learning"]
     progress(
-        f"round {report['round']} pass@1 {report['n_passed']}/{report['n_tasks']} "
-        f"({report['pass_at_1']:.2f}, baseline {report['baseline_pass_at_1']:.2f}), val loss "
-        f"{'n/a' if val is None else f'{val:.4f}'}; best adapter {report['best_adapter']}",
+        f"round {report['round']} test pass@1 {report['n_passed']}/{report['n_tasks']} "
+        f"(95% CI {report['pass_at_1_low']:.2f}-{report['pass_at_1_high']:.2f}; base "
+        f"{report['baseline_pass_at_1']:.2f}), dev pass@1 {report['dev_pass_at_1']:.2f}; "
+        f"{learning['now_passing']}/{learning['previous_dev_failures']} earlier dev failures "
+        f"now pass; best adapter {report['best_adapter']} ({report['promotion_reason']})",
         artifact_paths=[os.path.relpath(ctx.paths.eval_report, ctx.paths.out_dir)],
     )
     return 0
@@ -249,6 +377,7 @@ def _run_and_report(ctx: StageContext) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     return run_stage("eval", _run_and_report, argv, config_errors=(TaskFileError,),
                      input_errors=(EvalInputError,))
+
 
 if __name__ == "__main__":
     sys.exit(main())

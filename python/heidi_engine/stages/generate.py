@@ -3,13 +3,13 @@
 ``python -m heidi_engine.stages.generate --round N --out-dir DIR``
 
 A round has ``SAMPLES_PER_ROUND`` slots (fewer only when a task file has fewer tasks).
-From round 2 on, the tasks the student failed in the previous round's evaluation come
-first (self-correction): each gets training *variants* — same family, different
-parameters, never the held-out task itself — round-robin, up to half the round (at least
-one slot). Held-out tasks without a procedural family are revisited by asking a
-text-writing teacher to invent a similar task. Fresh tasks from ``HEIDI_TASK_SOURCE``
-fill the remaining slots; tasks answered in earlier rounds are not drawn again while
-others remain.
+From round 2 on, the **dev** tasks the student failed in the previous round's evaluation
+come first (self-correction): each gets training *variants* — same family, different
+parameters, always from the train split, never the held-out task itself — round-robin,
+up to half the round (at least one slot). Test-split and ``HEIDI_EVAL_TASK_FILE`` tasks
+are never revisited, and no held-out prompt is ever shown to a teacher. Fresh tasks from
+``HEIDI_TASK_SOURCE`` fill the remaining slots; tasks answered in earlier rounds are not
+drawn again while others remain.
 
 Progress goes to the Core as ``@heidi`` lines (tasks planned, answers, token usage).
 A bad configuration exits with status 2 and a message naming the variable.
@@ -30,7 +30,7 @@ from ..prompts import teacher_instruction
 from ..tasks import procedural
 from ..tasks.llm_gen import TOPICS, InventionError, invention_prompt, parse_invented_task
 from ..tasks.model import Task, TaskFileError, load_task_file
-from ..tasks.sources import check_task_source, eval_task_ids, find_task, select_file_tasks
+from ..tasks.sources import check_task_source, eval_task_ids, select_file_tasks
 from ..teachers import Answer, Teacher, make_teacher
 from ..telemetry import emit_event, progress
 from .common import RoundPaths, StageContext, run_stage
@@ -41,11 +41,9 @@ INVENTION_ATTEMPTS = 3  # tries per llm_gen slot before it is given up
 
 @dataclass(frozen=True)
 class Invention:
-    """A slot the teacher fills by inventing a task (``example``: a task to vary)."""
+    """A slot the teacher fills by inventing a task on ``topic``."""
 
     topic: str
-    example: Task | None = None
-    revisit_of: str | None = None
 
 
 @dataclass(frozen=True)
@@ -70,7 +68,10 @@ def answered_task_ids(paths: RoundPaths) -> set[str]:
 
 
 def failed_task_ids(paths: RoundPaths) -> list[str]:
-    """Task ids the student failed in the previous round's eval report, in report order."""
+    """Dev task ids the student failed in the previous round's eval report, in order.
+
+    Only the dev section steers the run; test and eval-file results are never read here.
+    """
     if paths.round <= 1:
         return []
     report_path = paths.eval_report_of(paths.round - 1)
@@ -78,7 +79,7 @@ def failed_task_ids(paths: RoundPaths) -> list[str]:
         return []
     try:
         report = json.loads(report_path.read_text(encoding="utf-8"))
-        rows = report["tasks"]
+        rows = report["sections"]["dev"]["adapter"]["tasks"]
         return [str(row["task_id"]) for row in rows if not row["passed"]]
     except (json.JSONDecodeError, KeyError, TypeError) as exc:
         raise ValueError(f"malformed eval report {report_path}: {exc!r}") from None
@@ -88,25 +89,23 @@ def plan_revisits(
     failed: Sequence[str],
     budget: int,
     *,
-    config: object,
-    teacher: Teacher,
     seed: str,
     exclude: set[str],
-) -> tuple[list[Task | Invention], int]:
-    """Variants of failed tasks, round-robin over the failures; returns (plan, skipped)."""
-    per_task: list[list[Task | Invention]] = []
+) -> tuple[list[Task], int]:
+    """Train-split variants of failed dev tasks, round-robin over the failures; returns
+    (plan, skipped). Only procedural dev tasks have variants; anything else is skipped."""
+    per_task: list[list[Task]] = []
     skipped = 0
     for task_id in failed:
-        task = find_task(task_id, config)
-        if task is not None and task.family:
-            found = procedural.variants(task, VARIANTS_PER_FAILED_TASK, seed, exclude=exclude)
-            exclude.update(t.task_id for t in found)
-            per_task.append(list(found))
-        elif task is not None and teacher.writes_text:
-            per_task.append([Invention("", task, task_id)] * VARIANTS_PER_FAILED_TASK)
-        else:
+        if not procedural.is_procedural_id(task_id) or procedural.split_of_id(task_id) != "dev":
             skipped += 1
-    plan: list[Task | Invention] = []
+            continue
+        found = procedural.variants(
+            procedural.build_task(task_id), VARIANTS_PER_FAILED_TASK, seed, exclude=exclude
+        )
+        exclude.update(t.task_id for t in found)
+        per_task.append(list(found))
+    plan: list[Task] = []
     for rank in range(VARIANTS_PER_FAILED_TASK):
         plan.extend(options[rank] for options in per_task if rank < len(options))
     return plan[:budget], skipped
@@ -180,10 +179,10 @@ def invent_tasks(
         if not pending:
             break
         topics = {
-            i: slots[i].topic if attempt == 0 or slots[i].example else rng.choice(TOPICS)
+            i: slots[i].topic if attempt == 0 else rng.choice(TOPICS)
             for i in pending
         }
-        prompts = {i: invention_prompt(topics[i], example=slots[i].example) for i in pending}
+        prompts = {i: invention_prompt(topics[i]) for i in pending}
         if attempt:  # a changed request, so a deterministic model does not repeat its reply
             prompts = {
                 i: f"{p}\n(Request {attempt + 1}: make the task different from earlier ones.)"
@@ -202,13 +201,6 @@ def invent_tasks(
                 except InventionError:
                     still.append(i)
                     continue
-                if slots[i].revisit_of:
-                    task = Task(
-                        **{
-                            **task.__dict__,
-                            "metadata": {**task.metadata, "revisit_of": slots[i].revisit_of},
-                        }
-                    )
                 results[i] = Answered(
                     task,
                     Answer(
@@ -271,12 +263,10 @@ def run(ctx: StageContext) -> int:
 
         failed = failed_task_ids(ctx.paths)
         budget = min(len(failed) * VARIANTS_PER_FAILED_TASK, max(1, n // 2)) if failed else 0
-        revisits, skipped = plan_revisits(
-            failed, budget, config=config, teacher=teacher, seed=seed, exclude=exclude
-        )
+        revisits, skipped = plan_revisits(failed, budget, seed=seed, exclude=exclude)
         fresh = plan_fresh(source, n - len(revisits), config=config, ctx=ctx, exclude=exclude)
         # (what fills the slot, the task source it counts under); revisits come first
-        plan = [(item, "procedural" if isinstance(item, Task) else "llm_gen") for item in revisits]
+        plan: list[tuple[Task | Invention, str]] = [(item, "procedural") for item in revisits]
         plan += [(item, source) for item in fresh]
         counters = {"tasks_planned": len(plan), "revisit_tasks": len(revisits)}
         if skipped:

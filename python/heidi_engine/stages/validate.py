@@ -13,7 +13,9 @@ import time
 from collections.abc import Sequence
 
 from ..io import write_jsonl_atomic
+from ..tasks import TaskFileError, held_out_tasks
 from ..telemetry import progress
+from ..validation.contamination import HeldOutIndex
 from ..validation.pipeline import BATCH_SIZE, Validator, load_state, save_state
 from .common import parse_args, write_split
 
@@ -26,7 +28,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not paths.raw.exists():
         print(f"input file missing: {paths.raw} (run the generate stage first)", file=sys.stderr)
         return 2
-    validator = Validator(load_state(paths.state_dir, paths.out_dir / "data", ctx.round))
+    try:
+        held_out = HeldOutIndex(held_out_tasks(config))
+    except TaskFileError as exc:
+        print(f"validate: {exc}", file=sys.stderr)
+        return 2
+    validator = Validator(load_state(paths.state_dir, paths.out_dir / "data", ctx.round), held_out)
     clean, rejected = [], []
     with open(paths.raw, encoding="utf-8") as fh:
         lines = [line for line in fh if line.strip()]

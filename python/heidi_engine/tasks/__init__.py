@@ -11,16 +11,22 @@
 from . import procedural
 from .model import HUMANEVAL_KEYS, Task, TaskFileError, load_task_file, write_task_file
 from .procedural import variants
-from .sources import TASK_SOURCES, check_task_source, eval_tasks, find_task, select_file_tasks
+from .sources import (
+    EVAL_SECTIONS,
+    TASK_SOURCES,
+    check_task_source,
+    held_out_tasks,
+    select_file_tasks,
+)
 
 __all__ = [
+    "EVAL_SECTIONS",
     "HUMANEVAL_KEYS",
     "TASK_SOURCES",
     "Task",
     "TaskFileError",
     "check_task_source",
-    "eval_tasks",
-    "find_task",
+    "held_out_tasks",
     "load_task_file",
     "procedural",
     "select_file_tasks",

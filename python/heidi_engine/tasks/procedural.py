@@ -31,10 +31,17 @@ from dataclasses import dataclass, field
 
 from .model import Task
 
-SPLITS = ("train", "eval")
+# ``train``: tasks teachers answer. ``dev``: held out; its failures steer the next round
+# (revisits, best_adapter promotion). ``test``: held out; only measured and reported.
+SPLITS = ("train", "dev", "test")
+HELD_OUT_SPLITS = ("dev", "test")
 # Parameters that only rename things; they do not change what the task asks.
 COSMETIC_PARAMS = frozenset({"func", "arg"})
-EVAL_BUCKETS = 10  # one bucket in ten is held out for evaluation
+# Semantic tasks are hashed into SPLIT_BUCKETS buckets: TEST_BUCKETS of them are the test
+# split (about 10% of the 2,250 semantic tasks), DEV_BUCKETS the dev split (about 5%).
+SPLIT_BUCKETS = 20
+TEST_BUCKETS = frozenset({0, 1})
+DEV_BUCKETS = frozenset({2})
 MAX_DRAWS_PER_TASK = 1000
 
 
@@ -144,17 +151,22 @@ def _split_hash(fam: Family, semantic: Sequence[int]) -> int:
 
 @functools.cache
 def _anchor(fam_name: str) -> tuple[int, ...]:
-    """The family's semantic choice with the smallest hash: always held out, so every
-    family, however small, has evaluation tasks."""
+    """The family's semantic choice with the smallest hash: always in the test split, so
+    every family, however small, is measured."""
     fam = _registry()[fam_name]
     sizes = [range(len(v)) for key, v in fam.space.items() if key not in COSMETIC_PARAMS]
     return min(itertools.product(*sizes), key=lambda semantic: _split_hash(fam, semantic))
 
 
 def split_of(fam: Family, indices: Sequence[int]) -> str:
+    """``train``, ``dev`` or ``test``: decided by the semantic parameters only, so a
+    renamed copy of a held-out task is held out too."""
     semantic = _semantic(fam, indices)
-    if _split_hash(fam, semantic) % EVAL_BUCKETS == 0 or semantic == _anchor(fam.name):
-        return "eval"
+    bucket = _split_hash(fam, semantic) % SPLIT_BUCKETS
+    if bucket in TEST_BUCKETS or semantic == _anchor(fam.name):
+        return "test"
+    if bucket in DEV_BUCKETS:
+        return "dev"
     return "train"
 
 
@@ -261,7 +273,9 @@ def generate(
     """``n`` distinct tasks of ``split``, the same for the same seed.
 
     Families are visited in a seeded shuffled rotation so a batch covers many of them;
-    ids in ``exclude`` (e.g. tasks answered in earlier rounds) are skipped.
+    ids in ``exclude`` (e.g. tasks answered in earlier rounds) are skipped. Held-out
+    splits never repeat a semantic task under another name, so each measured task is
+    an independent problem.
     """
     if split not in SPLITS:
         raise ValueError(f"invalid split {split!r} (valid: {', '.join(SPLITS)})")
@@ -269,6 +283,8 @@ def generate(
     names = sorted(family_names if family_names is not None else registry)
     rng = random.Random(f"heidi-procedural:{seed}:{split}")
     skip = set(exclude)
+    distinct = split in HELD_OUT_SPLITS
+    semantics: set[tuple[str, tuple[int, ...]]] = set()
     chosen: list[str] = []
     rotation: list[str] = []
     draws_left = MAX_DRAWS_PER_TASK * max(n, 1)
@@ -283,10 +299,15 @@ def generate(
             draws_left -= 1
             indices = _draw(rng, fam)
             task_id = task_id_of(fam, indices)
-            if split_of(fam, indices) == split and task_id not in skip:
-                skip.add(task_id)
-                chosen.append(task_id)
-                break
+            semantic = (fam.name, _semantic(fam, indices))
+            if split_of(fam, indices) != split or task_id in skip:
+                continue
+            if distinct and semantic in semantics:
+                continue
+            skip.add(task_id)
+            semantics.add(semantic)
+            chosen.append(task_id)
+            break
     return [build_task(task_id) for task_id in chosen]
 
 

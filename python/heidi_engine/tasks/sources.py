@@ -10,7 +10,6 @@ from . import procedural
 from .model import Task, load_task_file
 
 TASK_SOURCES = ("procedural", "file", "llm_gen")
-DEFAULT_EVAL_TASKS = 20
 
 
 def check_task_source(mode: str) -> str:
@@ -21,17 +20,27 @@ def check_task_source(mode: str) -> str:
     return mode
 
 
-def eval_tasks(config: object, n: int | None = None) -> list[Task]:
-    """The held-out tasks: ``HEIDI_EVAL_TASK_FILE`` (its first ``n``, or all) or the
-    procedural eval split (``n`` tasks, default :data:`DEFAULT_EVAL_TASKS`), the same
-    every round for a given ``SEED``."""
-    path = getattr(config, "eval_task_file", "")
+EVAL_SECTIONS = ("dev", "test", "file")
+
+
+def held_out_tasks(config: object) -> dict[str, list[Task]]:
+    """The tasks the student is measured on, by section, the same every round.
+
+    ``dev`` (``HEIDI_DEV_TASKS``) and ``test`` (``HEIDI_TEST_TASKS``) are disjoint
+    procedural splits that no teacher ever answers; ``file`` is ``HEIDI_EVAL_TASK_FILE``,
+    whole unless ``HEIDI_EVAL_FILE_LIMIT`` caps it, and only present when set.
+    """
+    seed = config.seed  # type: ignore[attr-defined]
+    sections = {
+        "dev": procedural.generate(seed, config.dev_tasks, "dev"),  # type: ignore[attr-defined]
+        "test": procedural.generate(seed, config.test_tasks, "test"),  # type: ignore[attr-defined]
+    }
+    path = config.eval_task_file  # type: ignore[attr-defined]
     if path:
         tasks = load_task_file(path)
-        return tasks if n is None else tasks[:n]
-    return procedural.generate(
-        getattr(config, "seed", 42), DEFAULT_EVAL_TASKS if n is None else n, "eval"
-    )
+        limit = config.eval_file_limit  # type: ignore[attr-defined]
+        sections["file"] = tasks[:limit] if limit else tasks
+    return sections
 
 
 def eval_task_ids(config: object) -> set[str]:
@@ -58,16 +67,3 @@ def select_file_tasks(
     rng.shuffle(fresh)
     rng.shuffle(seen)
     return (fresh + seen)[:n]
-
-
-def find_task(task_id: str, config: object) -> Task | None:
-    """Rebuild a task named in an eval report: procedural ids carry their parameters;
-    other ids are looked up in the eval task file."""
-    if procedural.is_procedural_id(task_id):
-        return procedural.build_task(task_id)
-    path = getattr(config, "eval_task_file", "")
-    if path:
-        for task in load_task_file(path):
-            if task.task_id == task_id:
-                return task
-    return None

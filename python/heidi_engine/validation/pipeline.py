@@ -2,7 +2,8 @@
 
 Per sample: secret detection on every string (fail-closed: reason ``secret``, every
 string masked in the rejected record), schema, tests present (``no_tests``), length
-limits (``too_long``), normalisation, exact dedup (``duplicate``), near-duplicate
+limits (``too_long``), decontamination against the held-out tasks (``contaminated``, see
+:mod:`.contamination`), normalisation, exact dedup (``duplicate``), near-duplicate
 removal (``near_duplicate``). Length limits run before the dedup steps so oversized
 samples never reach the expensive ones.
 
@@ -38,6 +39,7 @@ from pathlib import Path
 
 from ..io import iter_jsonl, write_bytes_atomic
 from ..tasks.procedural import is_procedural_id
+from .contamination import HeldOutIndex
 from .neardup import NearDupIndex, sketch_texts
 from .normalize import normalize_sample
 from .secrets import SecretFinding, find_secrets_many, mask_secrets, mask_value
@@ -47,7 +49,8 @@ STRING_FIELDS = ("id", "task_id", "task_source", "instruction", "prompt", "compl
                  "test", "entry_point", "teacher")
 REQUIRED_FIELDS = STRING_FIELDS + ("round", "metadata")
 MAX_CHARS = {"instruction": 8_000, "prompt": 16_000, "completion": 16_000, "test": 32_000}
-REJECT_REASONS = ("secret", "schema", "no_tests", "too_long", "duplicate", "near_duplicate")
+REJECT_REASONS = ("secret", "schema", "no_tests", "too_long", "contaminated", "duplicate",
+                  "near_duplicate")
 SNAPSHOT_VERSION = 2
 BATCH_SIZE = 256
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -168,8 +171,9 @@ def save_state(state_dir: Path, round: int, state: DedupState) -> None:
 class Validator:
     """Applies the checks to samples in line order, updating the dedup state."""
 
-    def __init__(self, state: DedupState) -> None:
+    def __init__(self, state: DedupState, held_out: HeldOutIndex | None = None) -> None:
         self.state = state
+        self.held_out = held_out
         self.rejected = Counter()
 
     def check_lines(self, lines: list[str]) -> list[tuple[dict, str | None]]:
@@ -215,6 +219,10 @@ class Validator:
         for name, limit in MAX_CHARS.items():
             if len(sample[name]) > limit:
                 return self._reject(dict(sample), "too_long", f"{name} longer than {limit} chars")
+        if self.held_out is not None:
+            contamination = self.held_out.match(sample)
+            if contamination is not None:
+                return self._reject(dict(sample), "contaminated", contamination)
         return normalize_sample(sample, containing=text), None
 
     def _decide(self, checked: list[tuple[dict, str | None]]) -> list[tuple[dict, str | None]]:
