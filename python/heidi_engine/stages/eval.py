@@ -22,7 +22,8 @@ from pathlib import Path
 from .. import prompts
 from ..errors import HeidiError
 from ..io import write_json_atomic
-from ..sandbox import SandboxLimits, SandboxResult, build_program, run_many
+from ..sandbox import (SandboxLimits, SandboxResult, SandboxUnavailable, build_program,
+                       resolve_level, run_many)
 from ..tasks import Task, TaskFileError, eval_tasks
 from ..telemetry import progress
 from .common import StageContext, read_samples, run_stage
@@ -150,6 +151,7 @@ def run(ctx: StageContext) -> dict:
     adapter_dir = paths.lora_dir
     if not adapters.is_adapter_dir(adapter_dir):
         raise EvalInputError(f"no adapter in {adapter_dir} (run the train stage first)")
+    level = resolve_level(config.sandbox)  # refuse before loading any model
     tasks = eval_tasks(config, EVAL_TASKS)
     if not tasks:
         raise EvalInputError("no held-out tasks to evaluate on")
@@ -166,7 +168,7 @@ def run(ctx: StageContext) -> dict:
 
     def run_programs(programs: list[str]) -> list[SandboxResult]:
         sandbox_started = time.perf_counter()
-        results = run_many(programs, limits, config.sandbox_workers)
+        results = run_many(programs, limits, config.sandbox_workers, level=level)
         timings["sandbox_s"] = timings.get("sandbox_s", 0.0) + time.perf_counter() - sandbox_started
         return results
 
@@ -247,7 +249,7 @@ def _run_and_report(ctx: StageContext) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_stage("eval", _run_and_report, argv, config_errors=(TaskFileError,),
+    return run_stage("eval", _run_and_report, argv, config_errors=(TaskFileError, SandboxUnavailable),
                      input_errors=(EvalInputError,))
 
 if __name__ == "__main__":
