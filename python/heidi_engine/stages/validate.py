@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 from ..io import write_jsonl_atomic
 from ..telemetry import progress
-from ..validation.pipeline import BATCH_SIZE, Validator, load_state, save_state
+from ..validation.pipeline import BATCH_SIZE, SnapshotError, Validator, load_state, save_state
 from .common import parse_args, write_split
 
 PROGRESS_INTERVAL_S = 1.0
@@ -26,7 +26,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not paths.raw.exists():
         print(f"input file missing: {paths.raw} (run the generate stage first)", file=sys.stderr)
         return 2
-    validator = Validator(load_state(paths.state_dir, paths.out_dir / "data", ctx.round))
+    try:
+        validator = Validator(load_state(paths.state_dir, paths.out_dir / "data", ctx.round))
+    except SnapshotError as exc:
+        print(f"validate: error: {exc}", file=sys.stderr)
+        return 1
     clean, rejected = [], []
     with open(paths.raw, encoding="utf-8") as fh:
         lines = [line for line in fh if line.strip()]
