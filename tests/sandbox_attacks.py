@@ -88,7 +88,7 @@ FORGED_VALUES = [
                                   "    return Int(0)\n"),
 ]
 
-PROBE_TEST = "def check(candidate):\n    assert candidate() == []\n"
+PROBE_TEST = "def check(candidate):\n    found = candidate()\n    assert found == [], found\n"
 
 # Runs inside the sandbox; CONTEXT is substituted. Returns what leaked.
 PROBE = r'''

