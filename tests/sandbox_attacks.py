@@ -123,6 +123,18 @@ def probe():
             found.append(f"tcp reachable: {host}:{port}")
         except OSError:
             pass
+    for pid in os.listdir("/proc"):  # descriptors of other processes leading to host files
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd") if pid.isdigit() else []
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if target.startswith("/") and target != "/dev/null" and not target.startswith("/tmp/work/"):
+                found.append(f"/proc/{pid}/fd/{fd} -> {target}")
     for path in ("/usr/heidi-escape", "/etc/heidi-escape", "/heidi-escape"):
         try:
             with open(path, "w") as fh:

@@ -437,27 +437,37 @@ class _Worker:
                           die_with_parent=True)
             prefix, cwd, env = [], self.work_dir, _sandbox_env(work)
         argv = prefix + [python, "-I", "-S", "-c", _supervisor_source(), json.dumps(config)]
-        self._stderr = tempfile.TemporaryFile()
+        # stderr is a pipe read only until the supervisor is ready, then closed: bwrap's
+        # pid 1 (inside, reachable through /proc/1/fd) keeps its end, which then leads nowhere.
+        stderr_r, stderr_w = os.pipe()
+        self._stderr = stderr_r
         try:
             self.proc = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self._stderr,
+                argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr_w,
                 pass_fds=(requests_r, verdicts_w), cwd=cwd, env=env, start_new_session=True,
                 **_credentials(self.uid))
         except OSError as exc:
             raise WorkerError(f"cannot start the sandbox: {exc.strerror or exc}") from None
         finally:
-            os.close(requests_r)
-            os.close(verdicts_w)
+            for fd in (requests_r, verdicts_w, stderr_w):
+                os.close(fd)
         self.requests, self.verdicts = requests_w, verdicts_r
         os.set_blocking(self.verdicts, False)
-        if self._receive(WORKER_START_TIMEOUT_S) != {"ready": True}:
-            message = self._diagnostics()
+        ready = self._receive(WORKER_START_TIMEOUT_S) == {"ready": True}
+        message = "" if ready else self._diagnostics()
+        os.close(self._stderr)
+        self._stderr = None
+        if not ready:
             self.close()
             raise WorkerError(f"the sandbox did not start: {message}")
 
     def _diagnostics(self) -> str:
-        self._stderr.seek(0)
-        lines = self._stderr.read(4096).decode("utf-8", "replace").strip().splitlines()
+        os.set_blocking(self._stderr, False)
+        try:
+            data = os.read(self._stderr, 1 << 16)
+        except OSError:
+            data = b""
+        lines = data.decode("utf-8", "replace").strip().splitlines()
         return lines[-1] if lines else "no output"
 
     def _receive(self, timeout: float) -> object:
@@ -524,7 +534,6 @@ class _Worker:
                 pass
             self.proc.wait()
             self.proc = None
-            self._stderr.close()
         if self.uid is not None:
             _kill_uid_processes(self.uid)
         if self.work_dir is not None:
@@ -671,9 +680,9 @@ def run_many(programs: Sequence[Program], limits: SandboxLimits | None = None, w
                     index = todo.get_nowait()
                 except queue.Empty:
                     return
-                if worker is None or worker.proc is None:
-                    worker = worker or _Worker(enforced, limits, slot)
-                result = worker.run(programs[index])
+                if worker is None:
+                    worker = _Worker(enforced, limits, slot)
+                result = worker.run(programs[index])  # restarts a worker that died
                 results[index] = result
                 if on_result is not None:
                     with report_lock:
