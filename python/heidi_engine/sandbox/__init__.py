@@ -659,8 +659,7 @@ def run_many(programs: Sequence[Program], limits: SandboxLimits | None = None, w
     enforced = resolve_level(level)
     if not programs:
         return []
-    if enforced == "rlimits-unsafe":
-        clean_stale_work_dirs()
+    clean_stale_work_dirs()  # left by a crashed rlimits-unsafe run
     workers = min(workers or default_workers(), MAX_SLOTS, len(programs))
     results: list[SandboxResult | None] = [None] * len(programs)
     todo: queue.SimpleQueue = queue.SimpleQueue()
