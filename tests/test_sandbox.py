@@ -198,6 +198,14 @@ def test_calls_cross_as_data_with_python_semantics():
     assert result.passed, result.reason
 
 
+def test_large_programs_and_values_cross():
+    expected = list(range(100_000))  # ~600 KB of test code, more than a pipe holds
+    test = f"def check(candidate):\n    assert candidate() == {expected!r}\n"
+    result = run_program(program("    return list(range(100_000))\n", test=test,
+                                 prompt="def add():\n    pass\n"), FAST)
+    assert result.passed, result.reason
+
+
 def test_codec_round_trips_plain_values_and_refuses_others():
     value = [1, -0.0, float("inf"), "é\udc80", b"\x00\xff", bytearray(b"a"), (1, (2,)),
              {"k": {1, 2}, 3: None}, frozenset({True}), 2 + 3j, range(1, 9, 2), 10**40]

@@ -75,7 +75,7 @@ SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 ETC_FILES = ("/etc/ld.so.cache", "/etc/localtime")
 # Extra seconds the host waits for a verdict beyond the program's own timeout before it
 # kills the whole worker (the supervisor enforces the timeout itself).
-HOST_GRACE_S = 5.0
+HOST_GRACE_S = 2.0
 WORKER_START_TIMEOUT_S = 30.0
 INSTALL_HINT = ("install bubblewrap (apt-get install bubblewrap) and allow unprivileged user "
                 "namespaces (sysctl kernel.unprivileged_userns_clone=1, or "
@@ -453,6 +453,7 @@ class _Worker:
                 os.close(fd)
         self.requests, self.verdicts = requests_w, verdicts_r
         os.set_blocking(self.verdicts, False)
+        os.set_blocking(self.requests, False)
         ready = self._receive(WORKER_START_TIMEOUT_S) == {"ready": True}
         message = "" if ready else self._diagnostics()
         os.close(self._stderr)
@@ -493,16 +494,35 @@ class _Worker:
                 except ValueError:
                     return None
 
+    def _send(self, data: bytes, deadline: float) -> bool:
+        """Write a request without blocking past ``deadline`` (a stopped supervisor
+        never drains the pipe)."""
+        view = memoryview(data)
+        while view:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([], [self.requests], [], left)[1]:
+                return False
+            try:
+                view = view[os.write(self.requests, view):]
+            except BlockingIOError:
+                continue
+            except OSError:
+                return False
+        return True
+
     def run(self, program: Program) -> SandboxResult:
         if self.proc is None:
             self._start()
         started = time.monotonic()
+        deadline = started + self.limits.timeout_s + HOST_GRACE_S
         try:
-            _supervisor.write_frame(self.requests, program.request())
-        except OSError:
-            verdict = None
+            request = _supervisor.frame(program.request())
+        except ValueError:
+            return SandboxResult(False, "failed: program too large", 0)
+        if self._send(request, deadline):
+            verdict = self._receive(deadline - time.monotonic())
         else:
-            verdict = self._receive(self.limits.timeout_s + HOST_GRACE_S)
+            verdict = None
         duration_ms = int((time.monotonic() - started) * 1000)
         if not (isinstance(verdict, dict) and type(verdict.get("passed")) is bool
                 and isinstance(verdict.get("reason"), str)):

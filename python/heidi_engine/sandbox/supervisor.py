@@ -62,11 +62,15 @@ _HEADER = struct.Struct(">I")
 # Framing
 
 
-def write_frame(fd: int, message: object) -> None:
+def frame(message: object) -> bytes:
     data = json.dumps(message, ensure_ascii=True).encode("ascii")
     if len(data) > MAX_FRAME:
         raise ValueError("message too large")
-    view = memoryview(_HEADER.pack(len(data)) + data)
+    return _HEADER.pack(len(data)) + data
+
+
+def write_frame(fd: int, message: object) -> None:
+    view = memoryview(frame(message))
     while view:
         view = view[os.write(fd, view):]
 
