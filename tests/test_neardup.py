@@ -297,7 +297,6 @@ def test_snapshots_are_plain_arrays_and_bad_files_are_clear_errors(tmp_path, cap
     import zipfile
 
     import pytest
-
     from heidi_engine.validation.pipeline import SnapshotError
 
     state_dir, data_dir = tmp_path / "state", tmp_path / "data"

@@ -22,11 +22,15 @@ import time
 from pathlib import Path
 
 import pytest
-
 import sandbox_attacks
 from heidi_engine import sandbox
-from heidi_engine.sandbox import (SandboxLimits, SandboxUnavailable, build_program, run_many,
-                                  run_program)
+from heidi_engine.sandbox import (
+    SandboxLimits,
+    SandboxUnavailable,
+    build_program,
+    run_many,
+    run_program,
+)
 from heidi_engine.sandbox import supervisor as codec
 from heidi_engine.tasks import procedural
 

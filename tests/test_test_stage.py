@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from heidi_engine import sandbox
 from heidi_engine.io import read_jsonl, write_jsonl_atomic
 from heidi_engine.stages import test as test_stage

@@ -364,9 +364,8 @@ def clean_stale_work_dirs(root: str | None = None) -> list[str]:
             info = entry.stat(follow_symlinks=False)
         except OSError:
             continue
-        owners = {os.geteuid()}
-        if not (stat.S_ISDIR(info.st_mode) and (info.st_uid in owners or (
-                _running_as_root() and SANDBOX_UID_BASE <= info.st_uid < SANDBOX_UID_BASE + MAX_SLOTS))):
+        slot_uid = _running_as_root() and 0 <= info.st_uid - SANDBOX_UID_BASE < MAX_SLOTS
+        if not (stat.S_ISDIR(info.st_mode) and (info.st_uid == os.geteuid() or slot_uid)):
             continue
         if pid.isdigit() and not _pid_alive(int(pid)):
             shutil.rmtree(entry.path, ignore_errors=True)
@@ -592,9 +591,9 @@ def _probe(level: str) -> str | None:
         return str(exc)
     try:
         worker = _Worker(level, SandboxLimits(timeout_s=10.0), slot)
+        test = "def check(candidate):\n    assert candidate() == 1\n"
         try:
-            result = worker.run(Program("", "def f():\n    return 1\n",
-                                        "def check(candidate):\n    assert candidate() == 1\n", "f"))
+            result = worker.run(Program("", "def f():\n    return 1\n", test, "f"))
         finally:
             worker.close()
         return None if result.passed else f"a probe program failed: {result.reason}"
@@ -657,7 +656,9 @@ def describe(level: str | None = None) -> dict:
 
 
 def default_workers() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def _as_program(program: object) -> Program:

@@ -26,28 +26,28 @@ scratch directories are wiped, so the next program starts clean.
 
 from __future__ import annotations
 
+# The modules marked F401 are preloaded so that programs using them start fast (the
+# forked judge and candidate inherit them).
 import builtins
+import collections  # noqa: F401
 import ctypes
+import functools  # noqa: F401
 import gc
+import itertools  # noqa: F401
 import json
+import math  # noqa: F401
 import os
+import random  # noqa: F401
+import re  # noqa: F401
 import resource
 import select
 import shutil
 import signal
 import socket
+import string  # noqa: F401
 import struct
 import sys
 import time
-
-# Preloaded so programs that use them start fast (forked children inherit them).
-import collections  # noqa: F401
-import functools  # noqa: F401
-import itertools  # noqa: F401
-import math  # noqa: F401
-import random  # noqa: F401
-import re  # noqa: F401
-import string  # noqa: F401
 import typing  # noqa: F401
 
 PR_SET_PDEATHSIG = 1

@@ -22,8 +22,14 @@ from pathlib import Path
 from .. import prompts
 from ..errors import HeidiError
 from ..io import write_json_atomic
-from ..sandbox import (SandboxLimits, SandboxResult, SandboxUnavailable, build_program,
-                       resolve_level, run_many)
+from ..sandbox import (
+    SandboxLimits,
+    SandboxResult,
+    SandboxUnavailable,
+    build_program,
+    resolve_level,
+    run_many,
+)
 from ..tasks import Task, TaskFileError, eval_tasks
 from ..telemetry import progress
 from .common import StageContext, read_samples, run_stage
@@ -249,7 +255,8 @@ def _run_and_report(ctx: StageContext) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_stage("eval", _run_and_report, argv, config_errors=(TaskFileError, SandboxUnavailable),
+    return run_stage("eval", _run_and_report, argv,
+                     config_errors=(TaskFileError, SandboxUnavailable),
                      input_errors=(EvalInputError,))
 
 if __name__ == "__main__":

@@ -372,8 +372,9 @@ class NearDupIndex:
         if version.shape != (1,) or int(version[0]) != FORMAT_VERSION:
             raise ValueError(f"index format {version.tolist()} is not {FORMAT_VERSION}")
         threshold = get("threshold", "f")
-        keys, offsets, shingles = get("keys", "U"), get("shingle_offsets", "i"), get("shingles", "u")
-        flags, identities, has_identity = get("sorted", "b"), get("identities", "U"), get("has_identity", "b")
+        keys, offsets = get("keys", "U"), get("shingle_offsets", "i")
+        shingles, flags = get("shingles", "u"), get("sorted", "b")
+        identities, has_identity = get("identities", "U"), get("has_identity", "b")
         n = len(keys)
         if (threshold.shape != (1,) or not 0 < float(threshold[0]) <= 1 or shingles.itemsize != 4
                 or len(offsets) != n + 1 or offsets[0] != 0 or np.any(np.diff(offsets) < 0)
@@ -391,7 +392,8 @@ class NearDupIndex:
             lengths = get(f"{name}_segment_lengths", "i")
             parts = {}
             for part in ("segment", "pending"):
-                part_keys, owners = get(f"{name}_{part}_keys", "u"), get(f"{name}_{part}_owners", "i")
+                part_keys = get(f"{name}_{part}_keys", "u")
+                owners = get(f"{name}_{part}_owners", "i")
                 if (part_keys.itemsize != 8 or len(part_keys) != len(owners)
                         or (len(owners) and (owners.min() < 0 or owners.max() >= n))):
                     raise ValueError(f"inconsistent {name} buckets")
