@@ -402,8 +402,8 @@ def _kill_uid_processes(uid: int) -> None:
 # Workers
 
 
-class WorkerError(RuntimeError):
-    pass
+class WorkerError(SandboxUnavailable):
+    """A sandbox worker could not be started."""
 
 
 class _Worker:
@@ -446,6 +446,8 @@ class _Worker:
                 pass_fds=(requests_r, verdicts_w), cwd=cwd, env=env, start_new_session=True,
                 **_credentials(self.uid))
         except OSError as exc:
+            for fd in (requests_w, verdicts_r, stderr_r):
+                os.close(fd)
             raise WorkerError(f"cannot start the sandbox: {exc.strerror or exc}") from None
         finally:
             for fd in (requests_r, verdicts_w, stderr_w):
