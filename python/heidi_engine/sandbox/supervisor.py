@@ -378,29 +378,36 @@ class Supervisor:
         self.work = config["work"]
         self.kill_all = config["kill_all"]  # alone in a pid namespace or uid: kill(-1)
         self.pid = os.getpid()
+        self._children: tuple[int, ...] = ()
 
     def run(self, request: dict) -> dict:
-        self._wipe()
         os.makedirs(self.work, mode=0o700, exist_ok=True)
         os.chdir(self.work)
         started = time.monotonic()
         ours, theirs = socket.socketpair()
-        candidate = _fork(lambda: self._child(
-            (theirs.fileno(),), lambda: _candidate(theirs, request, self.limits)))
-        theirs.close()
         read_end, write_end = os.pipe()
+        # The judge first (it has more to do before the first call). The candidate is
+        # forked once our copies of the judge's ends are closed and keeps only its own
+        # socket: it never holds either end of the verdict pipe.
         judge = _fork(lambda: self._child(
             (ours.fileno(), write_end),
             lambda: _judge(ours, write_end, request, self.limits)))
         ours.close()
         os.close(write_end)
+        candidate = _fork(lambda: self._child(
+            (theirs.fileno(),), lambda: _candidate(theirs, request, self.limits)))
+        theirs.close()
         try:
-            verdict = self._await(read_end, started + self.limits["timeout_s"])
+            return self._await(read_end, started + self.limits["timeout_s"])
         finally:
             os.close(read_end)
-            self._kill_everything((candidate, judge))
-            self._wipe()
-        return verdict
+            self._children = (candidate, judge)
+
+    def clean_up(self) -> None:
+        """Kill everything the last program left and wipe the scratch directories (after
+        its verdict went out: the next program starts only once this is done)."""
+        self._kill_everything(self._children)
+        self._wipe()
 
     def _child(self, keep: tuple[int, ...], body) -> None:
         _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -409,21 +416,24 @@ class Supervisor:
         body()
 
     def _await(self, fd: int, deadline: float) -> dict:
+        """The judge's verdict: read as soon as its frame is complete (not at end of file,
+        which comes only once the judge's exit has torn down its memory)."""
         buffer = b""
-        while True:
+        while len(buffer) < _HEADER.size or len(buffer) < _HEADER.size + _HEADER.unpack(
+                buffer[:_HEADER.size])[0]:
             left = deadline - time.monotonic()
             if left <= 0 or not select.select([fd], [], [], left)[0]:
                 return {"passed": False, "reason": "timeout"}
             chunk = os.read(fd, 65536)
             if not chunk:
-                break
+                return {"passed": False, "reason": "failed: the judge was killed"}
             buffer += chunk
         try:
             (size,) = _HEADER.unpack(buffer[:_HEADER.size])
             verdict = json.loads(buffer[_HEADER.size:_HEADER.size + size])
             if type(verdict.get("passed")) is bool and type(verdict.get("reason")) is str:
                 return verdict
-        except (struct.error, ValueError, AttributeError):
+        except (ValueError, AttributeError):
             pass
         return {"passed": False, "reason": "failed: the judge was killed"}
 
@@ -513,6 +523,7 @@ def main() -> None:
         if request is None:
             return
         write_frame(verdicts, supervisor.run(request))
+        supervisor.clean_up()
 
 
 if __name__ == "__main__":
