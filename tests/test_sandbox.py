@@ -395,12 +395,17 @@ def test_background_children_are_killed_after_every_program():
     daemon = program(_tag(tag) + "    import os, time\n"
                                  "    if os.fork() == 0:\n        os.setsid()\n"
                                  "        if os.fork() == 0:\n            time.sleep(60)\n"
-                                 "        os._exit(0)\n    return a + b\n")
-    tags_after = []
-    results = run_many([daemon, program("    return a + b\n")], FAST, workers=1,
-                       on_result=lambda i, r: tags_after.append(len(_live_pids_named(tag))))
-    assert all(r.passed for r in results)
-    assert tags_after == [0, 0]
+                                 "        os._exit(0)\n    time.sleep(0.2)\n    return a + b\n")
+    # The next program on the same worker looks for the daemon from inside.
+    count = program("    import os\n    n = 0\n    for pid in os.listdir('/proc'):\n"
+                    "        try:\n"
+                    "            with open(f'/proc/{pid}/comm') as fh:\n"
+                    f"                n += fh.read().strip() == {tag!r}\n"
+                    "        except OSError:\n            pass\n    return n\n",
+                    test="def check(candidate):\n    assert candidate(0, 0) == 0\n")
+    results = run_many([daemon, count], FAST, workers=1)
+    assert [r.passed for r in results] == [True, True], results
+    assert _live_pids_named(tag) == []
 
 
 @needs_bwrap

@@ -64,8 +64,9 @@ from . import supervisor as _supervisor
 
 LEVELS = ("auto", "bubblewrap", "rlimits-unsafe")
 ENFORCED_LEVELS = ("bubblewrap", "rlimits-unsafe")
-# Unassigned uids for runs started as root; one per concurrent slot.
-SANDBOX_UID_BASE = 2_100_000_000
+# Unassigned uids for runs started as root; one per concurrent slot. (Not the range of
+# earlier versions, whose slot locks lived elsewhere: the two never share a uid.)
+SANDBOX_UID_BASE = 2_101_000_000
 MAX_SLOTS = 256
 SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
 # Inside a bubblewrap sandbox: the per-program work directory (also HOME and TMPDIR).
