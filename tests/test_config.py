@@ -10,7 +10,7 @@ ALL_KEYS = (
     "base_model, batch_size, dev_tasks, eval_file_limit, eval_samples, eval_task_file, "
     "eval_temperature, fake_time, fsync, grad_accum, lora_alpha, lora_r, lr, "
     "mock_subprocesses, out_dir, pipeline_mode, python, rounds, run_id, run_unit_tests, "
-    "samples_per_round, sandbox_memory_mb, sandbox_timeout_s, sandbox_workers, seed, seq_len, "
+    "samples_per_round, sandbox, sandbox_memory_mb, sandbox_timeout_s, sandbox_workers, seed, seq_len, "
     "stage_cmd_eval, stage_cmd_generate, stage_cmd_test, stage_cmd_train, stage_cmd_validate, "
     "stage_timeout_s, task_file, task_source, teacher, teacher_api_key_env, teacher_base_url, "
     "teacher_concurrency, teacher_model, test_tasks, train_steps, val_ratio"
@@ -59,6 +59,7 @@ DEFAULT_ENV = {
     "HEIDI_SANDBOX_TIMEOUT_S": "10.0",
     "HEIDI_SANDBOX_MEMORY_MB": "1024",
     "HEIDI_SANDBOX_WORKERS": "0",
+    "HEIDI_SANDBOX": "auto",
 }
 
 

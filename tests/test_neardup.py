@@ -19,7 +19,7 @@ from heidi_engine.validation.neardup import (
     sketch_texts,
     tokenize,
 )
-from heidi_engine.validation.pipeline import DedupState, Validator
+from heidi_engine.validation.pipeline import DedupState, Validator, load_state, save_state
 
 WORDS = ("count", "total", "value", "item", "row", "name", "word", "score", "left", "right",
          "node", "key", "index", "size", "limit", "step", "chunk", "pair", "acc", "best")
@@ -278,7 +278,7 @@ def test_copies_within_one_batch_and_after_a_restore_are_caught():
     reasons = validate_samples(samples + copies, state)
     assert reasons[:30] == [None] * 30
     assert reasons[30:].count("near_duplicate") >= 9
-    # The index survives pickling (as in the per-round snapshot) and still finds them.
+    # The index survives its .npz form (as in the per-round snapshot) and still finds them.
     restored = DedupState(state.exact, NearDupIndex.from_bytes(state.index.to_bytes()))
     again = [dict(c, id=c["id"] + "-again") for c in copies]
     assert validate_samples(again, restored).count("near_duplicate") >= 9
@@ -290,3 +290,55 @@ def test_hashes_are_pinned():
     sketch = sketch_text("def f(x):\n    return x + 1\n")
     assert np.sort(sketch.shingles).tolist()[:4] == [43197727, 279564083, 474519370, 680250311]
     assert sketch.bands[:2].tolist() == [16402159136058501940, 8983857375853871866]
+
+
+def test_snapshots_are_plain_arrays_and_bad_files_are_clear_errors(tmp_path, capsys):
+    import pickle
+    import zipfile
+
+    import pytest
+    from heidi_engine.validation.pipeline import SnapshotError
+
+    state_dir, data_dir = tmp_path / "state", tmp_path / "data"
+    samples = procedural_samples(3, 12)
+    state = DedupState()
+    validate_samples(samples, state)
+    save_state(state_dir, 1, state)
+    snapshot = state_dir / "validate_index_round_1.npz"
+    with zipfile.ZipFile(snapshot) as archive:  # numpy arrays only: no object, no pickle
+        for name in archive.namelist():
+            with archive.open(name) as member:
+                header = member.read(128)
+            assert header.startswith(b"\x93NUMPY") and b"'O'" not in header and b"|O" not in header
+    restored = load_state(state_dir, data_dir, 2)
+    assert restored.exact == state.exact and len(restored.index) == len(state.index)
+    again = [dict(s, id=s["id"] + "-again", round=2) for s in samples]
+    assert set(validate_samples(again, restored)) <= {"duplicate", "near_duplicate"}
+
+    class Boom:
+        def __reduce__(self):
+            return (exec, ("open(%r, 'w').write('ran')" % str(tmp_path / "pwned"),))
+
+    good = snapshot.read_bytes()
+    foreign = {
+        "a pickle": pickle.dumps({"version": 3, "index": Boom()}),
+        "garbage": b"not an archive",
+        "truncated": good[: len(good) // 2],
+        "an npz of object arrays": neardup.save_npz({"snapshot_version": np.array([3]),
+                                                    "exact": np.array([Boom()], dtype=object)}),
+        "missing arrays": neardup.save_npz({"snapshot_version": np.array([3])}),
+    }
+    for label, data in foreign.items():
+        snapshot.write_bytes(data)
+        with pytest.raises(SnapshotError, match="validate_index_round_1.npz") as info:
+            load_state(state_dir, data_dir, 2)
+        assert "\n" not in str(info.value), label
+        assert not (tmp_path / "pwned").exists(), label
+    # Through the stage: a one-line error, exit 1, nothing written.
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "raw_round_2.jsonl").write_text(json.dumps(samples[0]) + "\n")
+    assert validate.main(["--round", "2", "--out-dir", str(tmp_path)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("validate: error: ") and "validate_index_round_1.npz" in err
+    assert len(err.splitlines()) == 1
+    assert not (tmp_path / "data" / "clean_round_2.jsonl").exists()

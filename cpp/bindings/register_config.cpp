@@ -87,6 +87,7 @@ void register_config(py::module_& m) {
     HEIDI_CONFIG_FIELD(sandbox_timeout_s)
     HEIDI_CONFIG_FIELD(sandbox_memory_mb)
     HEIDI_CONFIG_FIELD(sandbox_workers)
+    HEIDI_CONFIG_FIELD(sandbox)
 #undef HEIDI_CONFIG_FIELD
     config
         .def_static(

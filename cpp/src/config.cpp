@@ -82,6 +82,7 @@ const std::vector<Field>& fields() {
          FloatRange::AboveZero},
         {"sandbox_memory_mb", "HEIDI_SANDBOX_MEMORY_MB", Kind::Int, &Config::sandbox_memory_mb, {}, 64},
         {"sandbox_workers", "HEIDI_SANDBOX_WORKERS", Kind::Int, &Config::sandbox_workers, {}, 0},
+        {"sandbox", "HEIDI_SANDBOX", Kind::Choice, &Config::sandbox, {"auto", "bubblewrap", "rlimits-unsafe"}},
     };
     return table;
 }

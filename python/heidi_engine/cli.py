@@ -687,11 +687,12 @@ def cmd_doctor(args: argparse.Namespace) -> int:
           + (f" ({cuda['error']})" if "error" in cuda else ""))
     print(f"qlora (4-bit)  {'yes' if report['qlora'] else 'no (needs CUDA and bitsandbytes; LoRA is used)'}")
     sandbox = report["sandbox"]
-    if "error" in sandbox:
-        print(f"sandbox        unknown ({sandbox['error']})")
+    if sandbox.get("isolation") is None:
+        print(f"sandbox        REFUSES to run tests ({sandbox.get('error', 'unknown')})")
     else:
-        print(f"sandbox        {sandbox['isolation']}, network isolated: "
-              f"{'yes' if sandbox['network_isolated'] else 'no'}, filesystem: {sandbox['filesystem']}")
+        print(f"sandbox        {sandbox['isolation']} (HEIDI_SANDBOX={sandbox['level']}), network "
+              f"isolated: {'yes' if sandbox['network_isolated'] else 'no'}, filesystem: "
+              f"{sandbox['filesystem']}, runs as {sandbox['runs_as']}")
     return EXIT_OK
 
 

@@ -56,6 +56,7 @@ struct Config {
     double sandbox_timeout_s = 10.0;
     std::int64_t sandbox_memory_mb = 1024;
     std::int64_t sandbox_workers = 0;  // 0 = number of cores
+    std::string sandbox = "auto";      // auto | bubblewrap | rlimits-unsafe
 
     // A typed value from a TOML file or an override. A string is parsed like the
     // environment form; other types must suit the field (ints for ints, ints or floats

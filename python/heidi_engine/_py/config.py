@@ -94,6 +94,8 @@ _FIELDS: tuple[_Field, ...] = (
     _Field("sandbox_timeout_s", "HEIDI_SANDBOX_TIMEOUT_S", "float", 10.0, float_ok=">0"),
     _Field("sandbox_memory_mb", "HEIDI_SANDBOX_MEMORY_MB", "int", 1024, minimum=64),
     _Field("sandbox_workers", "HEIDI_SANDBOX_WORKERS", "int", 0, minimum=0),
+    _Field("sandbox", "HEIDI_SANDBOX", "choice", "auto",
+           choices=("auto", "bubblewrap", "rlimits-unsafe")),
 )
 _BY_NAME = {field.name: field for field in _FIELDS}
 _VALID_KEYS = ", ".join(sorted(_BY_NAME))
@@ -282,6 +284,7 @@ class Config:
     sandbox_timeout_s: float = 10.0
     sandbox_memory_mb: int = 1024
     sandbox_workers: int = 0
+    sandbox: str = "auto"
 
     @classmethod
     def from_env(cls, config_file: str | os.PathLike[str] | None = None, **overrides: Any) -> Config:

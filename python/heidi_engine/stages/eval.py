@@ -30,7 +30,14 @@ from .. import prompts
 from ..errors import HeidiError
 from ..eval_stats import mean_pass_at_k, wilson_interval
 from ..io import write_json_atomic
-from ..sandbox import SandboxLimits, SandboxResult, build_program, run_many
+from ..sandbox import (
+    SandboxLimits,
+    SandboxResult,
+    SandboxUnavailable,
+    build_program,
+    resolve_level,
+    run_many,
+)
 from ..tasks import Task, TaskFileError, held_out_tasks
 from ..telemetry import progress
 from .common import StageContext, read_samples, run_stage
@@ -210,6 +217,7 @@ def run(ctx: StageContext) -> dict:
     adapter_dir = paths.lora_dir
     if not adapters.is_adapter_dir(adapter_dir):
         raise EvalInputError(f"no adapter in {adapter_dir} (run the train stage first)")
+    level = resolve_level(config.sandbox)  # refuse before loading any model
     sections = held_out_tasks(config)
     if not all(sections.values()):
         empty = [name for name, tasks in sections.items() if not tasks]
@@ -229,7 +237,7 @@ def run(ctx: StageContext) -> dict:
 
     def run_programs(programs: list[str]) -> list[SandboxResult]:
         sandbox_started = time.perf_counter()
-        results = run_many(programs, limits, config.sandbox_workers)
+        results = run_many(programs, limits, config.sandbox_workers, level=level)
         timings["sandbox_s"] = timings.get("sandbox_s", 0.0) + time.perf_counter() - sandbox_started
         return results
 
@@ -375,7 +383,8 @@ def _run_and_report(ctx: StageContext) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_stage("eval", _run_and_report, argv, config_errors=(TaskFileError,),
+    return run_stage("eval", _run_and_report, argv,
+                     config_errors=(TaskFileError, SandboxUnavailable),
                      input_errors=(EvalInputError,))
 
 

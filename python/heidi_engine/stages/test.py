@@ -1,10 +1,12 @@
 """Test stage: ``python -m heidi_engine.stages.test --round N --out-dir DIR``.
 
 Runs every sample of ``data/clean_round_N.jsonl`` against its tests in the sandbox
-(:mod:`heidi_engine.sandbox`), ``HEIDI_SANDBOX_WORKERS`` at a time, and writes
+(:mod:`heidi_engine.sandbox`, level ``HEIDI_SANDBOX``), ``HEIDI_SANDBOX_WORKERS`` at a
+time, and writes
 ``data/tested_round_N.jsonl`` (passed), ``data/test_failed_round_N.jsonl``
 (``reject_reason`` ``test_failed``, or ``no_tests`` when there is nothing to run) and
 the train/val split of the passing samples. Both outcome files carry ``test_result``.
+Exits 2, writing nothing, when the sandbox level cannot be enforced here.
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ import time
 from collections.abc import Sequence
 
 from ..io import write_jsonl_atomic
-from ..sandbox import SandboxLimits, build_program, detect_isolation, run_many
-from ..telemetry import progress
+from ..sandbox import SandboxLimits, SandboxUnavailable, build_program, resolve_level, run_many
+from ..telemetry import emit_event, progress
 from .common import parse_args, read_samples, write_split
 
 PROGRESS_INTERVAL_S = 1.0
@@ -40,12 +42,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FileNotFoundError as exc:
         print(str(exc), file=sys.stderr)
         return 2
+    try:
+        level = resolve_level(config.sandbox)
+    except SandboxUnavailable as exc:
+        print(f"test: error: {exc}", file=sys.stderr)
+        emit_event("progress", f"configuration error: {exc}", level="error")
+        return 2
     limits = SandboxLimits(timeout_s=config.sandbox_timeout_s, memory_mb=config.sandbox_memory_mb)
     to_run = [i for i, s in enumerate(samples) if runnable(s)]
     programs = [build_program(samples[i]["prompt"], samples[i]["completion"], samples[i]["test"],
                               samples[i]["entry_point"]) for i in to_run]
     progress(f"testing {len(programs)} samples in the sandbox "
-             f"({detect_isolation()}, workers {config.sandbox_workers or 'auto'})")
+             f"({level}, workers {config.sandbox_workers or 'auto'})")
     done, passed, last_report = 0, 0, time.monotonic()
 
     def on_result(_index, result) -> None:
@@ -57,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             progress(f"tested {done}/{len(programs)}: passed {passed}")
 
     results = dict(zip(to_run, run_many(programs, limits, config.sandbox_workers,
-                                        on_result=on_result)))
+                                        level=level, on_result=on_result)))
     tested, failed = [], []
     for i, sample in enumerate(samples):
         record = dict(sample)

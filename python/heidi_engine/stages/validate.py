@@ -16,7 +16,7 @@ from ..io import write_jsonl_atomic
 from ..tasks import TaskFileError, held_out_tasks
 from ..telemetry import progress
 from ..validation.contamination import HeldOutIndex
-from ..validation.pipeline import BATCH_SIZE, Validator, load_state, save_state
+from ..validation.pipeline import BATCH_SIZE, SnapshotError, Validator, load_state, save_state
 from .common import parse_args, write_split
 
 PROGRESS_INTERVAL_S = 1.0
@@ -33,7 +33,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TaskFileError as exc:
         print(f"validate: {exc}", file=sys.stderr)
         return 2
-    validator = Validator(load_state(paths.state_dir, paths.out_dir / "data", ctx.round), held_out)
+    try:
+        validator = Validator(
+            load_state(paths.state_dir, paths.out_dir / "data", ctx.round), held_out
+        )
+    except SnapshotError as exc:
+        print(f"validate: error: {exc}", file=sys.stderr)
+        return 1
     clean, rejected = [], []
     with open(paths.raw, encoding="utf-8") as fh:
         lines = [line for line in fh if line.strip()]

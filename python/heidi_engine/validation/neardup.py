@@ -25,8 +25,9 @@ with ``SHINGLE_SIZE - 1`` begin markers, so a text shorter than a shingle still 
 from __future__ import annotations
 
 import hashlib
-import pickle
+import io
 import re
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -278,7 +279,8 @@ class _BandIndex:
 
 
 class NearDupIndex:
-    """Accepted samples' shingle sets and the LSH over their signatures; picklable.
+    """Accepted samples' shingle sets and the LSH over their signatures; saved as plain
+    numpy arrays (:meth:`to_arrays`, :meth:`to_bytes`), never pickled.
 
     ``identity`` (optional, per sample) names a task whose distinctness is known by
     construction: two samples with different identities are never near duplicates. So
@@ -324,15 +326,110 @@ class NearDupIndex:
         screen.add(0, key)
         screen.commit()
 
+    def to_arrays(self, prefix: str = "") -> dict[str, np.ndarray]:
+        """The index as plain numpy arrays (no objects: saved and loaded without pickle)."""
+        n = len(self.keys)
+        identity_of = [""] * n
+        has_identity = np.zeros(n, dtype=bool)
+        for identity, positions in self.by_identity.items():
+            for position in positions:
+                identity_of[position] = identity
+                has_identity[position] = True
+        lengths = np.fromiter((len(a) for a in self.shingles), dtype=np.int64, count=n)
+        arrays = {
+            "version": np.array([self.version], dtype=np.int64),
+            "threshold": np.array([self.threshold], dtype=np.float64),
+            "keys": np.array(self.keys, dtype=np.str_).reshape(n),
+            "shingle_offsets": np.concatenate(([0], np.cumsum(lengths))).astype(np.int64),
+            "shingles": (np.concatenate(self.shingles) if n else np.zeros(0)).astype(np.uint32),
+            "sorted": np.array(self.sorted, dtype=bool).reshape(n),
+            "identities": np.array(identity_of, dtype=np.str_).reshape(n),
+            "has_identity": has_identity,
+        }
+        for name, buckets in (("anonymous", self.anonymous), ("identified", self.identified)):
+            arrays[f"{name}_segment_lengths"] = np.array([len(k) for k, _ in buckets.segments],
+                                                         dtype=np.int64)
+            for part, pairs in (("segment", buckets.segments), ("pending", buckets.pending)):
+                arrays[f"{name}_{part}_keys"] = np.concatenate(
+                    [np.zeros(0, dtype=np.uint64)] + [k for k, _ in pairs]).astype(np.uint64)
+                arrays[f"{name}_{part}_owners"] = np.concatenate(
+                    [np.zeros(0, dtype=np.int64)] + [o for _, o in pairs]).astype(np.int64)
+        return {prefix + key: value for key, value in arrays.items()}
+
+    @staticmethod
+    def from_arrays(arrays, prefix: str = "") -> NearDupIndex:
+        """Rebuild an index from :meth:`to_arrays`; ValueError names what is wrong."""
+
+        def get(key: str, kind: str, ndim: int = 1) -> np.ndarray:
+            if prefix + key not in arrays:
+                raise ValueError(f"missing array {prefix + key!r}")
+            value = arrays[prefix + key]
+            if not isinstance(value, np.ndarray) or value.dtype.kind != kind or value.ndim != ndim:
+                raise ValueError(f"array {prefix + key!r} has the wrong type or shape")
+            return value
+
+        version = get("version", "i")
+        if version.shape != (1,) or int(version[0]) != FORMAT_VERSION:
+            raise ValueError(f"index format {version.tolist()} is not {FORMAT_VERSION}")
+        threshold = get("threshold", "f")
+        keys, offsets = get("keys", "U"), get("shingle_offsets", "i")
+        shingles, flags = get("shingles", "u"), get("sorted", "b")
+        identities, has_identity = get("identities", "U"), get("has_identity", "b")
+        n = len(keys)
+        if (threshold.shape != (1,) or not 0 < float(threshold[0]) <= 1 or shingles.itemsize != 4
+                or len(offsets) != n + 1 or offsets[0] != 0 or np.any(np.diff(offsets) < 0)
+                or offsets[-1] != len(shingles) or len(flags) != n or len(identities) != n
+                or len(has_identity) != n or len(set(keys.tolist())) != n):
+            raise ValueError("inconsistent index arrays")
+        index = NearDupIndex(float(threshold[0]))
+        index.keys = keys.tolist()
+        index.positions = {key: position for position, key in enumerate(index.keys)}
+        index.shingles = [shingles[offsets[i]:offsets[i + 1]].astype(np.uint32) for i in range(n)]
+        index.sorted = flags.tolist()
+        for position in np.flatnonzero(has_identity).tolist():
+            index.by_identity.setdefault(str(identities[position]), []).append(position)
+        for name, buckets in (("anonymous", index.anonymous), ("identified", index.identified)):
+            lengths = get(f"{name}_segment_lengths", "i")
+            parts = {}
+            for part in ("segment", "pending"):
+                part_keys = get(f"{name}_{part}_keys", "u")
+                owners = get(f"{name}_{part}_owners", "i")
+                if (part_keys.itemsize != 8 or len(part_keys) != len(owners)
+                        or (len(owners) and (owners.min() < 0 or owners.max() >= n))):
+                    raise ValueError(f"inconsistent {name} buckets")
+                parts[part] = (part_keys, owners)
+            if np.any(lengths < 0) or int(lengths.sum()) != len(parts["segment"][0]):
+                raise ValueError(f"inconsistent {name} buckets")
+            bounds = np.concatenate(([0], np.cumsum(lengths))).tolist()
+            segment_keys, segment_owners = parts["segment"]
+            buckets.segments = [(segment_keys[a:b], segment_owners[a:b])
+                                for a, b in zip(bounds, bounds[1:])]
+            buckets.pending = [parts["pending"]] if len(parts["pending"][0]) else []
+        return index
+
     def to_bytes(self) -> bytes:
-        return pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL)
+        """An ``.npz`` archive of :meth:`to_arrays`."""
+        return save_npz(self.to_arrays())
 
     @staticmethod
     def from_bytes(data: bytes) -> NearDupIndex:
-        index = pickle.loads(data)
-        if not isinstance(index, NearDupIndex) or getattr(index, "version", None) != FORMAT_VERSION:
-            raise ValueError("not a near-duplicate index of this version")
-        return index
+        return NearDupIndex.from_arrays(load_npz(data))
+
+
+def save_npz(arrays: dict[str, np.ndarray]) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def load_npz(data: bytes) -> dict[str, np.ndarray]:
+    """The arrays of an ``.npz`` archive, read without pickle (object arrays refused).
+    Raises ValueError for anything that is not such an archive."""
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+            return {key: archive[key] for key in archive.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as exc:
+        raise ValueError(f"not a numpy .npz archive of plain arrays ({exc})") from None
 
 
 class Screen:

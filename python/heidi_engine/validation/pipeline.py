@@ -21,7 +21,8 @@ each other (their texts can be closer than a 10%-edited copy: a family's tasks s
 their template and differ in a constant or a name).
 
 Dedup state (exact hashes + the MinHash-LSH index) is persisted per round as
-``state/validate_index_round_N.pkl`` and holds only accepted samples of rounds <= N.
+``state/validate_index_round_N.npz`` (plain numpy arrays, never a pickle) and holds only
+accepted samples of rounds <= N.
 Round N starts from the newest snapshot of an earlier round and catches up from the
 clean files of any rounds after it, so re-running round N never sees its own earlier
 (partial) additions, and a missing snapshot is rebuilt from ``data/clean_round_*.jsonl``.
@@ -31,16 +32,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-import pickle
 import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
+from ..errors import HeidiError
 from ..io import iter_jsonl, write_bytes_atomic
 from ..tasks.procedural import is_procedural_id
 from .contamination import HeldOutIndex
-from .neardup import NearDupIndex, sketch_texts
+from .neardup import NearDupIndex, load_npz, save_npz, sketch_texts
 from .normalize import normalize_sample
 from .secrets import SecretFinding, find_secrets_many, mask_secrets, mask_value
 from .secrets import json_strings as _strings
@@ -51,7 +54,8 @@ REQUIRED_FIELDS = STRING_FIELDS + ("round", "metadata")
 MAX_CHARS = {"instruction": 8_000, "prompt": 16_000, "completion": 16_000, "test": 32_000}
 REJECT_REASONS = ("secret", "schema", "no_tests", "too_long", "contaminated", "duplicate",
                   "near_duplicate")
-SNAPSHOT_VERSION = 2
+SNAPSHOT_VERSION = 3
+EXACT_KEY_BYTES = 16
 BATCH_SIZE = 256
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _DEFINES_CHECK = re.compile(r"^\s*def\s+check\s*\(", re.M)
@@ -88,7 +92,7 @@ def schema_problem(sample: dict) -> tuple[str, str] | None:
 
 def exact_key(sample: dict) -> bytes:
     text = sample["instruction"] + "\x00" + sample["completion"]
-    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest()
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=EXACT_KEY_BYTES).digest()
 
 
 def neardup_text(sample: dict) -> str:
@@ -121,13 +125,17 @@ class DedupState:
             screen.commit()
 
 
+class SnapshotError(HeidiError, ValueError):
+    """A dedup snapshot in ``state/`` is corrupt or not ours."""
+
+
 def _snapshot_path(state_dir: Path, round: int) -> Path:
-    return state_dir / f"validate_index_round_{round}.pkl"
+    return state_dir / f"validate_index_round_{round}.npz"
 
 
 def _snapshot_rounds(state_dir: Path) -> list[int]:
     rounds = []
-    for path in state_dir.glob("validate_index_round_*.pkl"):
+    for path in state_dir.glob("validate_index_round_*.npz"):
         suffix = path.stem.rsplit("_", 1)[-1]
         if suffix.isdigit():
             rounds.append(int(suffix))
@@ -138,16 +146,38 @@ def sample_key(sample: dict) -> str:
     return f"{sample['round']}:{sample['id']}"
 
 
+def read_snapshot(path: Path) -> DedupState | None:
+    """The state saved in ``path``; None for a snapshot of another version (rebuilt from
+    the clean files). A corrupt or foreign file raises SnapshotError naming it. Only plain
+    arrays are read (no pickle), so nothing in the file can run code."""
+    try:
+        arrays = load_npz(path.read_bytes())
+        version = arrays.get("snapshot_version")
+        if (not isinstance(version, np.ndarray) or version.dtype.kind != "i"
+                or version.shape != (1,)):
+            raise ValueError("no snapshot_version")
+        if int(version[0]) != SNAPSHOT_VERSION:
+            return None
+        exact = arrays.get("exact")
+        if (not isinstance(exact, np.ndarray) or exact.dtype != np.uint8 or exact.ndim != 2
+                or exact.shape[1] != EXACT_KEY_BYTES):
+            raise ValueError("bad exact hashes")
+        index = NearDupIndex.from_arrays(arrays, prefix="index_")
+    except OSError as exc:
+        raise SnapshotError(f"{path}: unreadable dedup snapshot ({exc.strerror or exc})") from None
+    except ValueError as exc:
+        raise SnapshotError(f"{path}: not a valid dedup snapshot ({exc}); delete it to rebuild "
+                            "it from the clean files") from None
+    return DedupState({bytes(row) for row in exact}, index)
+
+
 def load_state(state_dir: Path, data_dir: Path, round: int) -> DedupState:
     """The dedup state of every accepted sample of rounds before ``round``."""
     state, start = DedupState(), 1
     for earlier in reversed([r for r in _snapshot_rounds(state_dir) if r < round]):
-        try:
-            payload = pickle.loads(_snapshot_path(state_dir, earlier).read_bytes())
-        except (OSError, pickle.UnpicklingError, EOFError, AttributeError, ValueError):
-            continue  # unreadable: fall back to an older snapshot or the clean files
-        if isinstance(payload, dict) and payload.get("version") == SNAPSHOT_VERSION:
-            state = DedupState(payload["exact"], payload["index"])
+        restored = read_snapshot(_snapshot_path(state_dir, earlier))
+        if restored is not None:
+            state = restored
             start = earlier + 1
             break
     for earlier in range(start, round):
@@ -158,10 +188,12 @@ def load_state(state_dir: Path, data_dir: Path, round: int) -> DedupState:
 
 
 def save_state(state_dir: Path, round: int, state: DedupState) -> None:
-    payload = {"version": SNAPSHOT_VERSION, "round": round, "exact": state.exact,
-               "index": state.index}
-    write_bytes_atomic(_snapshot_path(state_dir, round),
-                       pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL))
+    exact = np.frombuffer(b"".join(sorted(state.exact)), dtype=np.uint8).reshape(
+        len(state.exact), EXACT_KEY_BYTES)
+    arrays = {"snapshot_version": np.array([SNAPSHOT_VERSION], dtype=np.int64),
+              "round": np.array([round], dtype=np.int64), "exact": exact,
+              **state.index.to_arrays(prefix="index_")}
+    write_bytes_atomic(_snapshot_path(state_dir, round), save_npz(arrays))
     # Keep the previous round's snapshot (a re-run of this round starts from it).
     for old in _snapshot_rounds(state_dir):
         if old < round - 1:
