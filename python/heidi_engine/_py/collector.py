@@ -659,6 +659,10 @@ class AsyncCollector:
         self.prompt_tokens = 0
         self.completion_tokens = 0
 
+    @property
+    def limiter_rates(self) -> dict[str, float]:
+        return self.limiter.rates()
+
     def stop(self) -> None:
         """Cancel the running batch promptly, and every later one."""
         self._stop_event.set()
