@@ -9,6 +9,12 @@ Faults: ``("status", code, headers)``, ``("slow", seconds)`` (then a normal answ
 ``("drop",)`` (close without answering), ``("malformed",)`` (200, broken JSON),
 ``("content_type", value)`` (200, right JSON, wrong type), ``("chunked",)`` (a normal
 answer sent with chunked transfer encoding).
+
+Server-wide: ``latency_s`` (every answer waits this long), ``reject_fields`` (a request
+carrying one of these body fields gets OpenAI's 400 "Unsupported parameter"),
+``on_request(n, prompt)`` (called with the request count as each request arrives, before
+it is answered), ``answered`` (200 answers fully sent) and ``connections`` (TCP
+connections accepted).
 """
 
 from __future__ import annotations
@@ -23,6 +29,11 @@ class FakeOpenAIServer:
     def __init__(self) -> None:
         self.faults: dict[str, list[tuple]] = {}
         self.requests: list[dict] = []  # {"prompt", "headers", "body", "time"}
+        self.latency_s = 0.0
+        self.reject_fields: set[str] = set()
+        self.on_request = None
+        self.answered = 0
+        self.connections = 0
         self._lock = threading.Lock()
         owner = self
 
@@ -31,6 +42,11 @@ class FakeOpenAIServer:
 
             def log_message(self, format, *args):  # noqa: A002 - keep test output clean
                 pass
+
+            def setup(self):
+                super().setup()
+                with owner._lock:
+                    owner.connections += 1
 
             def do_POST(self):
                 length = int(self.headers.get("Content-Length", "0"))
@@ -52,6 +68,17 @@ class FakeOpenAIServer:
                     )
                     queue = owner.faults.get(prompt)
                     fault = queue.pop(0) if queue else None
+                    count = len(owner.requests)
+                if owner.on_request is not None:
+                    owner.on_request(count, prompt)
+                rejected = sorted(owner.reject_fields & set(document))
+                if rejected and fault is None:
+                    message = (f"Unsupported parameter: '{rejected[0]}' is not supported with "
+                               "this model.")
+                    fault = ("status", 400, {}, {"error": {"message": message,
+                                                           "type": "invalid_request_error",
+                                                           "param": rejected[0],
+                                                           "code": "unsupported_parameter"}})
                 try:
                     self._handle(prompt, document, fault)
                 except (BrokenPipeError, ConnectionResetError):
@@ -91,8 +118,9 @@ class FakeOpenAIServer:
             def _handle(self, prompt, document, fault):
                 kind = fault[0] if fault else None
                 if kind == "status":
-                    _, code, headers = fault
-                    self._send(code, json.dumps({"error": f"fault {code}"}).encode(), headers=headers)
+                    code, headers = fault[1], fault[2]
+                    body = fault[3] if len(fault) > 3 else {"error": f"fault {code}"}
+                    self._send(code, json.dumps(body).encode(), headers=headers)
                 elif kind == "drop":
                     self.close_connection = True
                     self.connection.shutdown(2)
@@ -113,7 +141,12 @@ class FakeOpenAIServer:
                 else:
                     if kind == "slow":
                         time.sleep(fault[1])
+                    elif owner.latency_s:
+                        time.sleep(owner.latency_s)
                     self._send(200, self._answer(prompt, document))
+                    self.wfile.flush()
+                    with owner._lock:
+                        owner.answered += 1
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True

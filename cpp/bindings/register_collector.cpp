@@ -152,6 +152,7 @@ void register_collector(py::module_& m) {
         .def_property_readonly("concurrency", [](const AsyncCollector& c) { return c.options().concurrency; })
         .def_property_readonly("retries", [](const AsyncCollector& c) { return c.options().retries; })
         .def_property_readonly("timeout_s", [](const AsyncCollector& c) { return c.options().timeout_s; })
+        .def_property_readonly("provider", &AsyncCollector::provider)
         .def_property_readonly("limiter_rates", [](const AsyncCollector& c) { return c.limiter().rates(); });
 }
 

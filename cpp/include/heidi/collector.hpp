@@ -88,6 +88,7 @@ public:
     std::int64_t completion_tokens() const noexcept { return completion_tokens_.load(); }
     const CollectorOptions& options() const noexcept { return options_; }
     const RateLimiter& limiter() const noexcept { return limiter_; }
+    const std::shared_ptr<Provider>& provider() const noexcept { return provider_; }
 
     // Delay before retry `retry` (1-based) of prompt `index` when no Retry-After applies.
     double backoff_delay(std::size_t index, int retry) const noexcept;

@@ -16,6 +16,7 @@ import json
 import math
 import os
 import re
+import select
 import socket
 import ssl
 import base64
@@ -303,33 +304,37 @@ class OpenAIProvider:
             f"{name}: {value}\r\n" for name, value in headers.items()
         )
         payload = head.encode("latin-1") + b"\r\n" + body
-        while True:
-            sock, reused = self._checkout(context, remaining)
-            keep = False
-            try:
-                _send_all(sock, payload, remaining)
-                reader = _Reader(sock, remaining)
-                status, response_headers, response_body = reader.read_response()
-                keep = self.keep_alive and reader.reusable(response_headers)
-                return status, response_headers, response_body
-            except _HttpFailure:
-                raise
-            except (OSError, ValueError) as exc:
-                # A kept-alive connection the server closed meanwhile: open a new one.
-                if reused and isinstance(exc, (ConnectionError, BrokenPipeError)):
-                    continue
-                raise _HttpFailure(self._transport_failure(exc, context)) from exc
-            finally:
-                if keep:
-                    with self._pool_lock:
-                        self._idle.append(sock)
-                else:
-                    sock.close()
+        sock = self._checkout(context, remaining)
+        keep = False
+        try:
+            _send_all(sock, payload, remaining)
+            reader = _Reader(sock, remaining)
+            status, response_headers, response_body = reader.read_response()
+            keep = self.keep_alive and reader.reusable(response_headers)
+            return status, response_headers, response_body
+        except _HttpFailure:
+            raise
+        except (OSError, ValueError) as exc:
+            raise _HttpFailure(self._transport_failure(exc, context)) from exc
+        finally:
+            if keep:
+                with self._pool_lock:
+                    self._idle.append(sock)
+            else:
+                sock.close()
 
-    def _checkout(self, context: RequestContext, remaining) -> tuple[socket.socket, bool]:
-        with self._pool_lock:
-            if self._idle:
-                return self._idle.pop(), True
+    def _checkout(self, context: RequestContext, remaining) -> socket.socket:
+        """An idle kept-alive connection the server has not closed, else a new one. A
+        request is never re-sent on its own: a connection lost after sending is a failed
+        attempt (the server may have answered, and billed, it)."""
+        while True:
+            with self._pool_lock:
+                if not self._idle:
+                    break
+                sock = self._idle.pop()
+            if not select.select([sock], [], [], 0)[0]:
+                return sock  # nothing to read: still open and idle
+            sock.close()  # closed by the server (EOF pending) or out of step
         address = self._proxy or (self._host, self._port)
         try:
             sock = socket.create_connection(address, timeout=min(remaining(), 10))
@@ -353,7 +358,7 @@ class OpenAIProvider:
         except (OSError, ValueError) as exc:
             sock.close()
             raise _HttpFailure(self._transport_failure(exc, context)) from exc
-        return sock, False
+        return sock
 
     def _tunnel(self, sock: socket.socket, remaining) -> None:
         """CONNECT through the proxy to the target (for https)."""
