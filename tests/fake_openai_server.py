@@ -13,7 +13,7 @@ answer sent with chunked transfer encoding).
 Server-wide: ``latency_s`` (every answer waits this long), ``reject_fields`` (a request
 carrying one of these body fields gets OpenAI's 400 "Unsupported parameter"),
 ``on_request(n, prompt)`` (called with the request count as each request arrives, before
-it is answered), ``answered`` (200 answers fully sent) and ``connections`` (TCP
+it is answered; a true result drops the request unanswered), ``answered`` (200 answers fully sent) and ``connections`` (TCP
 connections accepted).
 """
 
@@ -69,8 +69,8 @@ class FakeOpenAIServer:
                     queue = owner.faults.get(prompt)
                     fault = queue.pop(0) if queue else None
                     count = len(owner.requests)
-                if owner.on_request is not None:
-                    owner.on_request(count, prompt)
+                if owner.on_request is not None and owner.on_request(count, prompt):
+                    fault = ("drop",)
                 rejected = sorted(owner.reject_fields & set(document))
                 if rejected and fault is None:
                     message = (f"Unsupported parameter: '{rejected[0]}' is not supported with "
