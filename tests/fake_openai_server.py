@@ -14,7 +14,8 @@ Server-wide: ``latency_s`` (every answer waits this long), ``reject_fields`` (a 
 carrying one of these body fields gets OpenAI's 400 "Unsupported parameter"),
 ``on_request(n, prompt)`` (called with the request count as each request arrives, before
 it is answered; a true result drops the request unanswered), ``answered`` (200 answers fully sent) and ``connections`` (TCP
-connections accepted).
+connections accepted), also served as JSON at ``GET /stats``. Run as a program
+(``python fake_openai_server.py LATENCY_S``) it prints its port and serves until killed.
 """
 
 from __future__ import annotations
@@ -47,6 +48,15 @@ class FakeOpenAIServer:
                 super().setup()
                 with owner._lock:
                     owner.connections += 1
+
+            def do_GET(self):
+                if self.path != "/stats":
+                    self._send(404, b'{"error":"not found"}')
+                    return
+                with owner._lock:
+                    stats = {"requests": len(owner.requests), "answered": owner.answered,
+                             "connections": owner.connections}
+                self._send(200, json.dumps(stats).encode())
 
             def do_POST(self):
                 length = int(self.headers.get("Content-Length", "0"))
@@ -148,7 +158,10 @@ class FakeOpenAIServer:
                     with owner._lock:
                         owner.answered += 1
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(ThreadingHTTPServer):
+            request_queue_size = 256  # many clients connecting at once are not turned away
+
+        self._server = Server(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
@@ -163,3 +176,12 @@ class FakeOpenAIServer:
         self._server.shutdown()
         self._server.server_close()
         self._thread.join()
+
+
+if __name__ == "__main__":
+    import sys
+
+    server = FakeOpenAIServer()
+    server.latency_s = float(sys.argv[1]) if len(sys.argv) > 1 else 0.0
+    print(server.port, flush=True)
+    threading.Event().wait()

