@@ -199,3 +199,44 @@ def test_doctor_reports_backends_and_libraries():
     assert set(report["packages"]) >= {"torch", "transformers", "peft", "bitsandbytes"}
     assert "isolation" in report["sandbox"] or "error" in report["sandbox"]
     assert heidi("doctor", env=cli_env()).returncode == 0
+
+
+def test_export_preference_pairs_and_chat_messages(out_dir, tmp_path):
+    from heidi_engine.io import write_jsonl_atomic
+    from heidi_engine.prompts import SYSTEM_PROMPT
+
+    def sample(task, completion, **extra):
+        return {"id": f"{task}-{completion}", "task_id": task, "instruction": f"solve {task}",
+                "prompt": "def f():\n", "completion": f"    return {completion}\n", **extra}
+
+    failed = {"passed": False, "reason": "assertion failed", "duration_ms": 3}
+    write_jsonl_atomic(out_dir / "data" / "tested_round_1.jsonl",
+                       [sample("a", 1), sample("a", 2), sample("b", 1)])
+    write_jsonl_atomic(out_dir / "data" / "test_failed_round_1.jsonl", [
+        sample("a", 9, reject_reason="test_failed", test_result=failed),
+        sample("a", 8, reject_reason="test_failed", test_result=failed),
+        sample("a", 7, reject_reason="test_failed", test_result=failed),
+        sample("c", 9, reject_reason="test_failed", test_result=failed),  # no passing answer
+        sample("b", 9, reject_reason="no_tests", test_result=failed),  # not a verdict
+    ])
+    write_jsonl_atomic(out_dir / "data" / "train_round_1.jsonl", [sample("a", 1)])
+    env = cli_env()
+    result = heidi("export", "--out-dir", str(out_dir), "--format", "preference",
+                   "-o", str(tmp_path / "pref"), env=env)
+    assert result.returncode == 0, result.stderr
+    pairs = [json.loads(line) for line in (tmp_path / "pref" / "preference.jsonl").read_text().splitlines()]
+    assert [(p["chosen"][-2], p["rejected"][-2]) for p in pairs] == [("1", "9"), ("2", "8"), ("1", "7")]
+    assert pairs[0]["prompt"] == "solve a" and pairs[0]["chosen"] == "def f():\n    return 1\n"
+    assert pairs[0]["rejected_test_result"] == failed
+    result = heidi("export", "--out-dir", str(out_dir), "--format", "messages",
+                   "-o", str(tmp_path / "chat"), env=env)
+    assert result.returncode == 0, result.stderr
+    [row] = [json.loads(line) for line in (tmp_path / "chat" / "train.jsonl").read_text().splitlines()]
+    assert row["messages"] == [
+        {"role": "system", "content": SYSTEM_PROMPT},
+        {"role": "user", "content": "solve a"},
+        {"role": "assistant", "content": "```python\ndef f():\n    return 1\n```"},
+    ]
+    none = heidi("export", "--out-dir", str(out_dir), "--format", "preference", "--rounds", "2",
+                 "-o", str(tmp_path / "none"), env=env)
+    assert none.returncode == 1 and "nothing to export" in none.stderr
