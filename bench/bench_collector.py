@@ -4,9 +4,11 @@ against a plain asyncio baseline (a semaphore and ``asyncio.sleep``), same run.
 1,000 prompts at 100 ms with concurrency 100 (ideal 1.00 s), and 10,000 prompts at
 10 ms with concurrency 64 (ideal 1.5625 s).
 
-Then against a real local HTTP server answering after 100 ms (tests/fake_openai_server.py
-in its own process): 1,000 requests at concurrency 64 with a new connection per request
-against kept-alive connections, per backend; and the resume cost of the response cache:
+Then against a real local server answering after 100 ms (tests/fake_openai_server.py in
+its own process), over http and over https (a self-signed certificate made with the
+openssl command, trusted through SSL_CERT_FILE): 1,000 requests at concurrency 64 with a
+new connection per request against kept-alive connections, per backend; and the resume
+cost of the response cache over http:
 the teacher is killed (-9) once half the answers are stored, then run again; the figure
 is the number of requests sent again for answers already stored (target 0).
 """
@@ -100,16 +102,20 @@ FAKE_SERVER = Path(__file__).resolve().parents[1] / "tests" / "fake_openai_serve
 
 
 class LatencyServer:
-    """tests/fake_openai_server.py in its own process (so it does not share our GIL)."""
+    """tests/fake_openai_server.py in its own process (so it does not share our GIL);
+    with ``tls`` (certificate, key) it serves https."""
 
-    def __init__(self, latency_s: float) -> None:
-        self.process = subprocess.Popen([sys.executable, str(FAKE_SERVER), str(latency_s)],
-                                        stdout=subprocess.PIPE, text=True)
+    def __init__(self, latency_s: float, tls: tuple[str, str] | None = None) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, str(FAKE_SERVER), str(latency_s), *(tls or ())],
+            stdout=subprocess.PIPE, text=True,
+        )
         self.port = int(self.process.stdout.readline())
-        self.base_url = f"http://127.0.0.1:{self.port}/v1"
+        self.origin = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}"
+        self.base_url = self.origin + "/v1"
 
     def stats(self) -> dict:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/stats", timeout=10) as reply:
+        with urllib.request.urlopen(self.origin + "/stats", timeout=10) as reply:
             return json.loads(reply.read())
 
     def close(self) -> None:
@@ -126,7 +132,7 @@ def http_seconds(impl, server: LatencyServer, keep_alive: bool) -> tuple[float, 
     elapsed = time.perf_counter() - started
     if not all(r.ok for r in results):
         raise RuntimeError(f"http batch failed: {next(r.error for r in results if not r.ok)}")
-    return elapsed, server.stats()["connections"] - before
+    return elapsed, server.stats()["connections"] - before - 1  # less the /stats call's own
 
 
 def teacher_config(base_url: str, out_dir: str) -> SimpleNamespace:
@@ -171,24 +177,36 @@ def resume_figures(server: LatencyServer, out_dir: str) -> tuple[int, int, float
     return stored, resent, to_kill, resume_s
 
 
+def self_signed_certificate(directory: str) -> tuple[str, str]:
+    cert, key = os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
+                    "-out", cert, "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    return cert, key
+
+
+def reuse_figures(report, impls: dict, server: LatencyServer, scheme: str) -> None:
+    ideal = math.ceil(HTTP_REQUESTS / HTTP_CONCURRENCY) * HTTP_LATENCY_S
+    label = (f"{HTTP_REQUESTS} {scheme} requests @{HTTP_LATENCY_S * 1000:.0f} ms, "
+             f"concurrency {HTTP_CONCURRENCY}")
+    for name, impl in impls.items():
+        fresh, fresh_conns = http_seconds(impl, server, keep_alive=False)
+        reused, reused_conns = http_seconds(impl, server, keep_alive=True)
+        report.add(f"{label}, {name}, new connection each ({fresh_conns} conns)", fresh, "s",
+                   baseline_name="ideal", baseline_value=ideal, higher_is_better=False)
+        report.add(f"{label}, {name}, kept alive ({reused_conns} conns)", reused, "s",
+                   baseline_name="new connection each", baseline_value=fresh,
+                   higher_is_better=False, target=f"<= {HTTP_CONCURRENCY} connections",
+                   met=reused_conns <= HTTP_CONCURRENCY)
+
+
 def run_http(report) -> None:
     impls = {"python": backend.load("python")}
     if backend.native_import_error() is None:
         impls["native"] = backend.load("native")
     server = LatencyServer(HTTP_LATENCY_S)
     try:
-        ideal = math.ceil(HTTP_REQUESTS / HTTP_CONCURRENCY) * HTTP_LATENCY_S
-        label = (f"{HTTP_REQUESTS} HTTP requests @{HTTP_LATENCY_S * 1000:.0f} ms, "
-                 f"concurrency {HTTP_CONCURRENCY}")
-        for name, impl in impls.items():
-            fresh, fresh_conns = http_seconds(impl, server, keep_alive=False)
-            reused, reused_conns = http_seconds(impl, server, keep_alive=True)
-            report.add(f"{label}, {name}, new connection each ({fresh_conns} conns)", fresh, "s",
-                       baseline_name="ideal", baseline_value=ideal, higher_is_better=False)
-            report.add(f"{label}, {name}, kept alive ({reused_conns} conns)", reused, "s",
-                       baseline_name="new connection each", baseline_value=fresh,
-                       higher_is_better=False, target=f"<= {HTTP_CONCURRENCY} connections",
-                       met=reused_conns <= HTTP_CONCURRENCY)
+        reuse_figures(report, impls, server, "http")
         with tempfile.TemporaryDirectory() as out_dir:
             stored, resent, to_kill, resume_s = resume_figures(server, out_dir)
         report.add(f"resume after kill -9 at 50% ({stored} answers stored): re-sent", resent,
@@ -198,6 +216,19 @@ def run_http(report) -> None:
                    higher_is_better=False)
     finally:
         server.close()
+    with tempfile.TemporaryDirectory() as tls_dir:
+        cert, key = self_signed_certificate(tls_dir)
+        saved = os.environ.get("SSL_CERT_FILE")
+        os.environ["SSL_CERT_FILE"] = cert  # both clients trust the default verify paths
+        server = LatencyServer(HTTP_LATENCY_S, tls=(cert, key))
+        try:
+            reuse_figures(report, impls, server, "https")
+        finally:
+            server.close()
+            if saved is None:
+                os.environ.pop("SSL_CERT_FILE", None)
+            else:
+                os.environ["SSL_CERT_FILE"] = saved
 
 
 if __name__ == "__main__" and len(sys.argv) == 4 and sys.argv[1] == "--child":

@@ -14,20 +14,23 @@ Server-wide: ``latency_s`` (every answer waits this long), ``reject_fields`` (a 
 carrying one of these body fields gets OpenAI's 400 "Unsupported parameter"),
 ``on_request(n, prompt)`` (called with the request count as each request arrives, before
 it is answered; a true result drops the request unanswered), ``answered`` (200 answers fully sent) and ``connections`` (TCP
-connections accepted), also served as JSON at ``GET /stats``. Run as a program
-(``python fake_openai_server.py LATENCY_S``) it prints its port and serves until killed.
+connections accepted), also served as JSON at ``GET /stats``. ``FakeOpenAIServer(tls=(cert, key))`` serves https. Run as a
+program (``python fake_openai_server.py LATENCY_S [CERT KEY]``) it prints its port and
+serves until killed.
 """
 
 from __future__ import annotations
 
 import json
+import ssl
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
 class FakeOpenAIServer:
-    def __init__(self) -> None:
+    def __init__(self, tls: tuple[str, str] | None = None) -> None:
         self.faults: dict[str, list[tuple]] = {}
         self.requests: list[dict] = []  # {"prompt", "headers", "body", "time"}
         self.latency_s = 0.0
@@ -40,11 +43,14 @@ class FakeOpenAIServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # as real servers do: no delayed small writes
 
             def log_message(self, format, *args):  # noqa: A002 - keep test output clean
                 pass
 
             def setup(self):
+                if isinstance(self.request, ssl.SSLSocket):
+                    self.request.do_handshake()  # here, not in the accepting thread
                 super().setup()
                 with owner._lock:
                     owner.connections += 1
@@ -161,10 +167,20 @@ class FakeOpenAIServer:
         class Server(ThreadingHTTPServer):
             request_queue_size = 256  # many clients connecting at once are not turned away
 
+            def handle_error(self, request, client_address):
+                if not isinstance(sys.exc_info()[1], (ConnectionError, ssl.SSLError)):
+                    super().handle_error(request, client_address)  # a client gone is no news
+
         self._server = Server(("127.0.0.1", 0), Handler)
+        if tls is not None:  # (certificate file, key file): serve https
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self._server.socket = context.wrap_socket(
+                self._server.socket, server_side=True, do_handshake_on_connect=False
+            )
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
-        self.base_url = f"http://127.0.0.1:{self.port}/v1"
+        self.base_url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}/v1"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
 
@@ -179,9 +195,7 @@ class FakeOpenAIServer:
 
 
 if __name__ == "__main__":
-    import sys
-
-    server = FakeOpenAIServer()
+    server = FakeOpenAIServer(tls=(sys.argv[2], sys.argv[3]) if len(sys.argv) > 3 else None)
     server.latency_s = float(sys.argv[1]) if len(sys.argv) > 1 else 0.0
     print(server.port, flush=True)
     threading.Event().wait()
