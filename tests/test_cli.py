@@ -240,3 +240,13 @@ def test_export_preference_pairs_and_chat_messages(out_dir, tmp_path):
     none = heidi("export", "--out-dir", str(out_dir), "--format", "preference", "--rounds", "2",
                  "-o", str(tmp_path / "none"), env=env)
     assert none.returncode == 1 and "nothing to export" in none.stderr
+
+
+def test_status_reports_teacher_tokens_cost_and_cache_hits(out_dir):
+    usage_stage = Path(__file__).parent / "stage_scripts" / "teacher_usage_stage.py"
+    env = cli_env(ROUNDS="1", HEIDI_STAGE_CMD_GENERATE=f"{sys.executable} {usage_stage}")
+    assert heidi("run", "--out-dir", str(out_dir), env=env).returncode == 0
+    status = heidi("status", "--out-dir", str(out_dir), env=env)
+    assert status.returncode == 0
+    assert ("teacher    tokens prompt=1200 completion=345  cost=0.006450  cache_hits=2"
+            in status.stdout)

@@ -132,6 +132,15 @@ def describe_status(status: dict) -> str:
     return "\n".join(lines)
 
 
+def describe_teacher_usage(usage: dict[str, int], cache_hits: int) -> str:
+    """Teacher tokens paid for, their cost (with HEIDI_TEACHER_PRICE_* set) and cache hits."""
+    text = (f"teacher    tokens prompt={usage.get('prompt_tokens', 0)} "
+            f"completion={usage.get('completion_tokens', 0)}")
+    if usage.get("cost_micros"):
+        text += f"  cost={usage['cost_micros'] / 1e6:.6f}"
+    return text + f"  cache_hits={cache_hits}"
+
+
 # ----- progress display for `heidi run` -----------------------------------------------
 
 
@@ -145,10 +154,18 @@ class ProgressView:
         self._last_key: tuple | None = None
         self._last_message = ""
         self._drawn_lines = 0
+        self.teacher_usage: dict[str, int] = {}
+        self.cache_hits = 0
 
     def note_event(self, event: dict) -> None:
         if event.get("event_type") in ("progress", "stage_end", "stage_start"):
             self._last_message = f"{event['stage']}: {event['message']}"
+        from .api.journal_index import TEACHER_USAGE
+
+        for name, value in (event.get("usage_delta") or {}).items():
+            if name in TEACHER_USAGE:
+                self.teacher_usage[name] = self.teacher_usage.get(name, 0) + value
+        self.cache_hits += (event.get("counters_delta") or {}).get("teacher_cache_hits", 0)
 
     @staticmethod
     def _bar(done: int, total: int, width: int = 24) -> str:
@@ -172,6 +189,8 @@ class ProgressView:
         counts = "  ".join(f"{k.removesuffix('_lines')} {v}" for k, v in status["counts"].items() if v)
         if self.tty:
             lines = [round_line, stage_line, counts, self._last_message[:120]]
+            if self.teacher_usage or self.cache_hits:
+                lines.insert(3, describe_teacher_usage(self.teacher_usage, self.cache_hits))
             out = ("\x1b[F" * self._drawn_lines) + "".join(f"\x1b[2K{line}\n" for line in lines)
             self._drawn_lines = len(lines)
             self.stream.write(out)
@@ -370,8 +389,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(status, ensure_ascii=True, separators=(",", ":")))
     else:
+        from .api.journal_index import JournalIndex
+
         source = f"{server.server} pid {server.pid}" if server else "state file (no server running)"
-        print(describe_status(status) + f"\nsource     {source}")
+        journal = JournalIndex(out_dir / "journal" / "events.jsonl").refresh()
+        teacher = ""
+        if any(journal.teacher_usage.values()) or journal.teacher_cache_hits:
+            teacher = "\n" + describe_teacher_usage(journal.teacher_usage, journal.teacher_cache_hits)
+        print(describe_status(status) + teacher + f"\nsource     {source}")
     return EXIT_OK
 
 
