@@ -392,3 +392,83 @@ def test_limits_slow_down_after_429_and_recover(backend, server):
     assert 3000 <= after_one < 6000  # halved by the 429, then one success won some back
     collector.generate_batch([f"q{i}" for i in range(20)])
     assert collector.limiter_rates["rpm"] == pytest.approx(6000)
+
+
+class ConnectProxy:
+    """A minimal HTTPS proxy: answers CONNECT and relays bytes both ways."""
+
+    def __init__(self) -> None:
+        import socket
+
+        self.tunnels: list[str] = []
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        import socket
+
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = client.recv(4096)
+                if not chunk:
+                    break
+                head += chunk
+            target = head.split(b" ")[1].decode()
+            self.tunnels.append(target)
+            host, port = target.rsplit(":", 1)
+            upstream = socket.create_connection((host, int(port)))
+            client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source, sink) -> None:
+        try:
+            while chunk := source.recv(65536):
+                sink.sendall(chunk)
+        except OSError:
+            pass
+        finally:
+            for s in (source, sink):
+                try:
+                    s.shutdown(2)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_https_through_a_connect_proxy_with_kept_alive_connections(backend, tmp_path, monkeypatch):
+    import shutil
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is needed to make a test certificate")
+    cert, key = str(tmp_path / "cert.pem"), str(tmp_path / "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
+                    "-out", cert, "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    monkeypatch.setenv("SSL_CERT_FILE", cert)
+    for name in ("https_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    secure = FakeOpenAIServer(tls=(cert, key))
+    proxy = ConnectProxy()
+    try:
+        monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{proxy.port}")
+        provider = backend.OpenAIProvider(secure.base_url, "m")
+        collector = backend.AsyncCollector(provider, concurrency=1, retries=0, timeout_s=5.0)
+        results = collector.generate_batch(["one", "two", "three"])
+        assert [r.text for r in results] == ["answer: one", "answer: two", "answer: three"]
+        assert proxy.tunnels == [f"127.0.0.1:{secure.port}"]  # one tunnel, kept alive
+        assert secure.connections == 1
+    finally:
+        proxy.close()
+        secure.close()
