@@ -43,7 +43,8 @@ class CachedAnswer:
 def request_key(identity: Mapping[str, object], task: str, prompt: str, sample: int) -> str:
     """The cache key of one request: ``identity`` names the teacher, model and settings."""
     material = {"identity": dict(identity), "task": task, "prompt": prompt, "sample": sample}
-    return hashlib.sha256(dumps_line(material).encode("ascii")).hexdigest()
+    canonical = json.dumps(material, ensure_ascii=True, separators=(",", ":"), sort_keys=True)
+    return hashlib.sha256(canonical.encode("ascii")).hexdigest()
 
 
 def _count(value: object) -> bool:
