@@ -370,3 +370,21 @@ def test_keep_per_task_keeps_the_first_k_passing_answers():
     rows = [{"task_id": t, "n": i} for i, t in enumerate("aabaacb")]
     kept, surplus = keep_per_task(rows, 2)
     assert [r["n"] for r in kept] == [0, 1, 2, 5, 6] and surplus == 2
+
+
+def test_sibling_samples_of_a_task_survive_near_duplicate_removal(tmp_path):
+    """Two sampled answers to one procedural task differing by one token both reach the
+    test stage (where the right one passes and the wrong one is a preference pair's
+    rejected answer); the same answer twice is still a duplicate."""
+    from heidi_engine.validation.pipeline import DedupState, Validator
+
+    [task] = procedural.generate(5, 1)
+    base = {"task_id": task.task_id, "task_source": "procedural", "instruction": "solve it",
+            "prompt": task.prompt, "test": task.test, "entry_point": task.entry_point,
+            "teacher": "openai", "round": 1}
+    body = task.canonical_solution
+    rows = [{**base, "id": "s0", "completion": body, "metadata": {}},
+            {**base, "id": "s1", "completion": body + "    # checked\n", "metadata": {"sample": 1}},
+            {**base, "id": "s2", "completion": body, "metadata": {"sample": 2}}]
+    results = Validator(DedupState()).check_lines([json.dumps(r) for r in rows])
+    assert [reason for _, reason in results] == [None, None, "duplicate"]
