@@ -410,7 +410,7 @@ def test_mock_teacher_samples_differ_by_sample_index():
 
 
 @pytest.fixture(scope="module")
-def llama_server():
+def llama_server(tmp_path_factory):
     """llama-cpp-python's OpenAI-compatible server with the shipped SmolLM2 GGUF. In CI
     (HEIDI_REQUIRE_NATIVE=1) a missing server is a failure, not a skip."""
     import socket
@@ -431,10 +431,12 @@ def llama_server():
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
+    log_path = tmp_path_factory.mktemp("llama") / "server.log"
+    log = open(log_path, "wb")  # noqa: SIM115 - the server writes to it while it runs
     process = subprocess.Popen(
         [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1",
          "--port", str(port), "--n_ctx", "2048", "--model_alias", "smollm2", "--seed", "1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        stdout=log, stderr=subprocess.STDOUT,
     )
     base_url = f"http://127.0.0.1:{port}/v1"
     deadline = time.monotonic() + 120
@@ -445,13 +447,15 @@ def llama_server():
         except OSError:
             if process.poll() is not None or time.monotonic() > deadline:
                 process.kill()
+                process.wait()
+                log.close()
                 pytest.fail("llama.cpp server did not start: "
-                            + process.stderr.read().decode(errors="replace")[-2000:])
+                            + log_path.read_text(errors="replace")[-2000:])
             time.sleep(0.2)
     yield base_url
     process.terminate()
     process.wait(timeout=30)
-    process.stderr.close()
+    log.close()
 
 
 @pytest.mark.ml
@@ -464,7 +468,7 @@ def test_llama_cpp_server_answers_and_the_cache_holds(llama_server, tmp_path):
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HEIDI_", "SAMPLES_"))}
     env.update(HEIDI_TEACHER="openai", HEIDI_TEACHER_BASE_URL=llama_server,
-               HEIDI_TEACHER_MODEL="smollm2", HEIDI_TEACHER_MAX_TOKENS="96",
+               HEIDI_TEACHER_MODEL="smollm2", HEIDI_TEACHER_MAX_TOKENS="64",
                HEIDI_TEACHER_SAMPLES="2", HEIDI_TEACHER_TEMPERATURE="0.8",
                SAMPLES_PER_ROUND="2", HEIDI_FSYNC="0")
     command = [sys.executable, "-m", "heidi_engine.stages.generate", "--round", "1",
