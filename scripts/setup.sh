@@ -21,7 +21,7 @@ esac
 
 apt_packages=(pkg-config libcpp-httplib-dev nlohmann-json3-dev libtomlplusplus-dev libssl-dev bubblewrap libseccomp-dev)
 if [ "$mode" != run ]; then
-  apt_packages+=(chromium wrk)
+  apt_packages+=(chromium wrk openssl)
 fi
 missing=()
 for pkg in "${apt_packages[@]}"; do

@@ -334,3 +334,54 @@ def test_run_after_a_crash_during_testing_of_a_collect_run(backend, out_dir):
     kinds = [json.loads(line)["event_type"] for line in
              (out_dir / "journal" / "events.jsonl").read_text().splitlines()]
     assert kinds.count("pipeline_start") == 1 and "pipeline_resume" in kinds
+
+
+def test_export_preference_pairs_and_chat_messages(out_dir, tmp_path):
+    from heidi_engine.io import write_jsonl_atomic
+    from heidi_engine.prompts import SYSTEM_PROMPT
+
+    def sample(task, completion, **extra):
+        return {"id": f"{task}-{completion}", "task_id": task, "instruction": f"solve {task}",
+                "prompt": "def f():\n", "completion": f"    return {completion}\n", **extra}
+
+    failed = {"passed": False, "reason": "assertion failed", "duration_ms": 3}
+    write_jsonl_atomic(out_dir / "data" / "tested_round_1.jsonl",
+                       [sample("a", 1), sample("a", 2), sample("b", 1)])
+    write_jsonl_atomic(out_dir / "data" / "test_failed_round_1.jsonl", [
+        sample("a", 9, reject_reason="test_failed", test_result=failed),
+        sample("a", 8, reject_reason="test_failed", test_result=failed),
+        sample("a", 7, reject_reason="test_failed", test_result=failed),
+        sample("c", 9, reject_reason="test_failed", test_result=failed),  # no passing answer
+        sample("b", 9, reject_reason="no_tests", test_result=failed),  # not a verdict
+    ])
+    write_jsonl_atomic(out_dir / "data" / "train_round_1.jsonl", [sample("a", 1)])
+    env = cli_env()
+    result = heidi("export", "--out-dir", str(out_dir), "--format", "preference",
+                   "-o", str(tmp_path / "pref"), env=env)
+    assert result.returncode == 0, result.stderr
+    pairs = [json.loads(line) for line in (tmp_path / "pref" / "preference.jsonl").read_text().splitlines()]
+    assert [(p["chosen"][-2], p["rejected"][-2]) for p in pairs] == [("1", "9"), ("2", "8"), ("1", "7")]
+    assert pairs[0]["prompt"] == "solve a" and pairs[0]["chosen"] == "def f():\n    return 1\n"
+    assert pairs[0]["rejected_test_result"] == failed
+    result = heidi("export", "--out-dir", str(out_dir), "--format", "messages",
+                   "-o", str(tmp_path / "chat"), env=env)
+    assert result.returncode == 0, result.stderr
+    [row] = [json.loads(line) for line in (tmp_path / "chat" / "train.jsonl").read_text().splitlines()]
+    assert row["messages"] == [
+        {"role": "system", "content": SYSTEM_PROMPT},
+        {"role": "user", "content": "solve a"},
+        {"role": "assistant", "content": "```python\ndef f():\n    return 1\n```"},
+    ]
+    none = heidi("export", "--out-dir", str(out_dir), "--format", "preference", "--rounds", "2",
+                 "-o", str(tmp_path / "none"), env=env)
+    assert none.returncode == 1 and "nothing to export" in none.stderr
+
+
+def test_status_reports_teacher_tokens_cost_and_cache_hits(out_dir):
+    usage_stage = Path(__file__).parent / "stage_scripts" / "teacher_usage_stage.py"
+    env = cli_env(ROUNDS="1", HEIDI_STAGE_CMD_GENERATE=f"{sys.executable} {usage_stage}")
+    assert heidi("run", "--out-dir", str(out_dir), env=env).returncode == 0
+    status = heidi("status", "--out-dir", str(out_dir), env=env)
+    assert status.returncode == 0
+    assert ("teacher    tokens prompt=1200 completion=345  cost=0.006450  cache_hits=2"
+            in status.stdout)

@@ -150,9 +150,9 @@ def test_bad_arguments(backend):
 
 
 def openai_collector(backend, server, **kwargs):
-    provider_kwargs = {
-        k: kwargs.pop(k) for k in ("api_key_env", "extra_headers", "max_tokens") if k in kwargs
-    }
+    provider_keys = ("api_key_env", "extra_headers", "max_tokens", "top_p", "token_field",
+                     "system_prompt", "extra_body", "keep_alive", "temperature")
+    provider_kwargs = {k: kwargs.pop(k) for k in provider_keys if k in kwargs}
     provider = backend.OpenAIProvider(server.base_url, "test-model", **provider_kwargs)
     options = {"concurrency": 4, "retries": 2, "timeout_s": 2.0, "backoff_base_s": 0.02}
     options.update(kwargs)
@@ -279,3 +279,196 @@ def test_native_batch_leaves_the_gil_free(native):
     batch.join()
     assert beside >= 0.8 * solo
 
+
+
+# --- per-result callback, request shape, connections, proxies, limits ---------------
+
+
+def test_on_result_reports_each_prompt_once_as_it_finishes(backend):
+    collector = backend.AsyncCollector(backend.MockProvider(latency_ms=5), concurrency=4)
+    seen = []
+    results = collector.generate_batch([f"p{i}" for i in range(12)],
+                                       on_result=lambda i, c: seen.append((i, c.text)))
+    assert sorted(seen) == [(i, f"mock answer: p{i}") for i in range(12)]
+    assert [r.text for r in results] == [text for _, text in sorted(seen)]
+
+
+def test_on_result_exception_stops_the_batch_and_is_raised(backend):
+    collector = backend.AsyncCollector(backend.MockProvider(latency_ms=20), concurrency=2)
+
+    def explode(index, completion):
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        collector.generate_batch([str(i) for i in range(50)], on_result=explode)
+
+
+def test_openai_request_settings(backend, server):
+    collector = openai_collector(
+        backend, server, token_field="max_completion_tokens", max_tokens=77, top_p=0.9,
+        temperature=0.7, system_prompt="be brief",
+        extra_body={"seed": 5, "response_format": {"type": "json_object"}},
+    )
+    assert collector.generate_batch(["q"])[0].ok
+    body = server.requests_for("q")[0]["body"]
+    assert body == {
+        "model": "test-model",
+        "messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "q"}],
+        "max_completion_tokens": 77, "temperature": 0.7, "top_p": 0.9, "seed": 5,
+        "response_format": {"type": "json_object"},
+    }
+    with pytest.raises(ValueError, match="token_field"):
+        backend.OpenAIProvider(server.base_url, "m", token_field="max_length")
+
+
+def test_openai_unsupported_parameter_is_not_retried_and_says_so(backend, server):
+    server.reject_fields = {"max_tokens"}
+    [result] = openai_collector(backend, server).generate_batch(["q"])
+    assert result.attempts == 1 and result.error.startswith("http 400: ")
+    assert "Unsupported parameter: 'max_tokens'" in result.error
+
+
+@pytest.mark.parametrize("keep_alive", [True, False])
+def test_openai_connections_are_kept_alive_and_reused(backend, server, keep_alive):
+    collector = openai_collector(backend, server, concurrency=2, keep_alive=keep_alive)
+    results = collector.generate_batch([f"p{i}" for i in range(20)])
+    assert all(r.ok for r in results)
+    if keep_alive:
+        assert server.connections <= 2
+    else:
+        assert server.connections == 20
+    assert collector.provider.connections_opened == server.connections
+
+
+def test_openai_kept_alive_connection_closed_by_the_server_is_replaced(backend, server):
+    collector = openai_collector(backend, server, concurrency=1)
+    assert collector.generate_batch(["a"])[0].ok
+    server.faults["b"] = [("status", 200, {"Connection": "close"},
+                           {"choices": [{"message": {"content": "closing"}}]})]
+    assert collector.generate_batch(["b"])[0].text == "closing"
+    assert [r.ok for r in collector.generate_batch(["c", "d"])] == [True, True]
+    assert server.connections == 2
+
+
+def test_openai_goes_through_http_proxy_unless_no_proxy(backend, server, monkeypatch):
+    # The fake server doubles as the proxy: it answers absolute-URI requests too.
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{server.port}")
+    monkeypatch.delenv("http_proxy", raising=False)
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    provider = backend.OpenAIProvider("http://127.0.0.2:9/v1", "m")
+    collector = backend.AsyncCollector(provider, retries=0, timeout_s=2.0)
+    assert collector.generate_batch(["via proxy"])[0].ok
+    assert server.requests_for("via proxy")[0]["path"] == "http://127.0.0.2:9/v1/chat/completions"
+    monkeypatch.setenv("NO_PROXY", "localhost,127.0.0.2")
+    provider = backend.OpenAIProvider("http://127.0.0.2:9/v1", "m")
+    collector = backend.AsyncCollector(provider, retries=0, timeout_s=2.0)
+    [direct] = collector.generate_batch(["direct"])
+    assert not direct.ok and direct.error.startswith("connection error")
+    assert server.requests_for("direct") == []
+
+
+def test_rpm_limit_paces_requests(backend):
+    collector = backend.AsyncCollector(backend.MockProvider(latency_ms=0), concurrency=8,
+                                       rpm=1200)  # 20 a second, a burst of 20
+    started = time.monotonic()
+    assert len(collector.generate_batch([str(i) for i in range(40)])) == 40
+    assert 0.85 <= time.monotonic() - started < 3.0
+
+
+def test_tpm_limit_counts_reported_tokens(backend, server):
+    # Each answer reports 2 + 3 = 5 tokens; 600 tokens a minute is 10 a second.
+    collector = openai_collector(backend, server, concurrency=4, tpm=600)
+    started = time.monotonic()
+    assert all(r.ok for r in collector.generate_batch([f"w{i} x" for i in range(6)]))
+    assert time.monotonic() - started >= 1.5
+
+
+def test_limits_slow_down_after_429_and_recover(backend, server):
+    server.faults["p0"] = [("status", 429, {"Retry-After": "0.2"})]
+    collector = openai_collector(backend, server, concurrency=1, rpm=6000)
+    assert collector.generate_batch(["p0"])[0].ok
+    after_one = collector.limiter_rates["rpm"]
+    assert 3000 <= after_one < 6000  # halved by the 429, then one success won some back
+    collector.generate_batch([f"q{i}" for i in range(20)])
+    assert collector.limiter_rates["rpm"] == pytest.approx(6000)
+
+
+class ConnectProxy:
+    """A minimal HTTPS proxy: answers CONNECT and relays bytes both ways."""
+
+    def __init__(self) -> None:
+        import socket
+
+        self.tunnels: list[str] = []
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        import socket
+
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = client.recv(4096)
+                if not chunk:
+                    break
+                head += chunk
+            target = head.split(b" ")[1].decode()
+            self.tunnels.append(target)
+            host, port = target.rsplit(":", 1)
+            upstream = socket.create_connection((host, int(port)))
+            client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source, sink) -> None:
+        try:
+            while chunk := source.recv(65536):
+                sink.sendall(chunk)
+        except OSError:
+            pass
+        finally:
+            for s in (source, sink):
+                try:
+                    s.shutdown(2)
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_https_through_a_connect_proxy_with_kept_alive_connections(backend, tmp_path, monkeypatch):
+    import shutil
+    import subprocess
+
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is needed to make a test certificate")
+    cert, key = str(tmp_path / "cert.pem"), str(tmp_path / "key.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key,
+                    "-out", cert, "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    monkeypatch.setenv("SSL_CERT_FILE", cert)
+    for name in ("https_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    secure = FakeOpenAIServer(tls=(cert, key))
+    proxy = ConnectProxy()
+    try:
+        monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{proxy.port}")
+        provider = backend.OpenAIProvider(secure.base_url, "m")
+        collector = backend.AsyncCollector(provider, concurrency=1, retries=0, timeout_s=5.0)
+        results = collector.generate_batch(["one", "two", "three"])
+        assert [r.text for r in results] == ["answer: one", "answer: two", "answer: three"]
+        assert proxy.tunnels == [f"127.0.0.1:{secure.port}"]  # one tunnel, kept alive
+        assert secure.connections == 1
+    finally:
+        proxy.close()
+        secure.close()

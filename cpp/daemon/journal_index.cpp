@@ -106,6 +106,20 @@ void JournalIndex::fold(std::string_view line) {
     std::string kind = (type_it != event.end() && type_it->is_string())
                            ? type_it->get<std::string>()
                            : std::string();
+    auto usage = event.find("usage_delta");
+    if (usage != event.end() && usage->is_object()) {
+        for (std::size_t i = 0; i < kTeacherUsage.size(); ++i) {
+            auto value = usage->find(std::string(kTeacherUsage[i]));
+            if (value != usage->end() && value->is_number_integer())
+                aggregates_.teacher_usage[i] += value->get<std::int64_t>();
+        }
+    }
+    auto event_counters = event.find("counters_delta");
+    if (event_counters != event.end() && event_counters->is_object()) {
+        auto hits = event_counters->find("teacher_cache_hits");
+        if (hits != event_counters->end() && hits->is_number_integer())
+            aggregates_.teacher_cache_hits += hits->get<std::int64_t>();
+    }
     if (kind == "stage_start") {
         if (have_ts) stage_started_ms_[stage] = ts_ms;
     } else if (kind == "stage_end") {

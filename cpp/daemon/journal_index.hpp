@@ -31,6 +31,10 @@ inline constexpr std::array<std::pair<std::string_view, std::string_view>, 7> kS
     {"val_lines", "val"},
 }};
 
+// Teacher usage_delta names summed over every event (tokens and cost paid for).
+inline constexpr std::array<std::string_view, 3> kTeacherUsage = {"prompt_tokens", "completion_tokens",
+                                                                  "cost_micros"};
+
 struct StageStats {
     std::array<std::int64_t, kStageOutcomes.size()> runs{};
     std::int64_t duration_ms_sum = 0;
@@ -41,6 +45,8 @@ struct JournalAggregates {
     std::int64_t last_seq = 0;
     std::array<StageStats, kStages.size()> stages{};
     std::array<std::int64_t, kSampleCounters.size()> samples{};
+    std::array<std::int64_t, kTeacherUsage.size()> teacher_usage{};
+    std::int64_t teacher_cache_hits = 0;
 };
 
 struct EventPage {

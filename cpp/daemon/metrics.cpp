@@ -104,6 +104,17 @@ std::string render_metrics(const std::string& status_json, const JournalAggregat
         break;
     }
 
+    w.family("heidi_teacher_tokens_total", "counter",
+             "Teacher tokens paid for, by kind (answers from the response cache cost none).");
+    w.line("heidi_teacher_tokens_total{kind=\"prompt\"} ", std::to_string(journal.teacher_usage[0]));
+    w.line("heidi_teacher_tokens_total{kind=\"completion\"} ", std::to_string(journal.teacher_usage[1]));
+    w.family("heidi_teacher_cost_total", "counter",
+             "Teacher cost in the unit of HEIDI_TEACHER_PRICE_* (0 without prices).");
+    w.line("heidi_teacher_cost_total ",
+           heidi::json::float_repr(static_cast<double>(journal.teacher_usage[2]) / 1e6));
+    w.family("heidi_teacher_cache_hits_total", "counter", "Teacher answers taken from the response cache.");
+    w.line("heidi_teacher_cache_hits_total ", std::to_string(journal.teacher_cache_hits));
+
     w.family("heidi_journal_seq", "gauge", "Sequence number of the last journal event.");
     w.line("heidi_journal_seq ", std::to_string(journal.last_seq));
     return w.out;

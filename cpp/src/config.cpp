@@ -21,7 +21,7 @@ namespace heidi {
 namespace {
 
 enum class Kind { String, Path, Choice, Bool, Int, Float, RunId, Iso };
-enum class FloatRange { AtLeastZero, AboveZero, UnitInterval };
+enum class FloatRange { AtLeastZero, AboveZero, UnitInterval, UnitAboveZero };
 
 using Member = std::variant<std::string Config::*, bool Config::*, std::int64_t Config::*, double Config::*>;
 
@@ -70,6 +70,27 @@ const std::vector<Field>& fields() {
         {"teacher_base_url", "HEIDI_TEACHER_BASE_URL", Kind::String, &Config::teacher_base_url},
         {"teacher_api_key_env", "HEIDI_TEACHER_API_KEY_ENV", Kind::String, &Config::teacher_api_key_env},
         {"teacher_concurrency", "HEIDI_TEACHER_CONCURRENCY", Kind::Int, &Config::teacher_concurrency, {}, 1},
+        {"teacher_samples", "HEIDI_TEACHER_SAMPLES", Kind::Int, &Config::teacher_samples, {}, 1},
+        {"teacher_keep_per_task", "HEIDI_TEACHER_KEEP_PER_TASK", Kind::Int, &Config::teacher_keep_per_task, {}, 1},
+        {"teacher_temperature", "HEIDI_TEACHER_TEMPERATURE", Kind::Float, &Config::teacher_temperature, {}, 0,
+         FloatRange::AtLeastZero},
+        {"teacher_top_p", "HEIDI_TEACHER_TOP_P", Kind::Float, &Config::teacher_top_p, {}, 0,
+         FloatRange::UnitAboveZero},
+        {"teacher_max_tokens", "HEIDI_TEACHER_MAX_TOKENS", Kind::Int, &Config::teacher_max_tokens, {}, 1},
+        {"teacher_token_field", "HEIDI_TEACHER_TOKEN_FIELD", Kind::Choice, &Config::teacher_token_field,
+         {"max_tokens", "max_completion_tokens"}},
+        {"teacher_extra_body", "HEIDI_TEACHER_EXTRA_BODY", Kind::String, &Config::teacher_extra_body},
+        {"teacher_system_prompt", "HEIDI_TEACHER_SYSTEM_PROMPT", Kind::String, &Config::teacher_system_prompt},
+        {"teacher_response_format", "HEIDI_TEACHER_RESPONSE_FORMAT", Kind::Choice,
+         &Config::teacher_response_format, {"auto", "json_object", "off"}},
+        {"teacher_cache", "HEIDI_TEACHER_CACHE", Kind::Bool, &Config::teacher_cache},
+        {"teacher_cache_file", "HEIDI_TEACHER_CACHE_FILE", Kind::String, &Config::teacher_cache_file},
+        {"teacher_rpm", "HEIDI_TEACHER_RPM", Kind::Float, &Config::teacher_rpm, {}, 0, FloatRange::AtLeastZero},
+        {"teacher_tpm", "HEIDI_TEACHER_TPM", Kind::Float, &Config::teacher_tpm, {}, 0, FloatRange::AtLeastZero},
+        {"teacher_price_prompt", "HEIDI_TEACHER_PRICE_PROMPT", Kind::Float, &Config::teacher_price_prompt, {}, 0,
+         FloatRange::AtLeastZero},
+        {"teacher_price_completion", "HEIDI_TEACHER_PRICE_COMPLETION", Kind::Float,
+         &Config::teacher_price_completion, {}, 0, FloatRange::AtLeastZero},
         {"base_model", "BASE_MODEL", Kind::String, &Config::base_model},
         {"train_steps", "TRAIN_STEPS", Kind::Int, &Config::train_steps, {}, 1},
         {"lr", "LR", Kind::Float, &Config::lr, {}, 0, FloatRange::AboveZero},
@@ -119,6 +140,7 @@ std::string expectation(const Field& field) {
                 case FloatRange::AtLeastZero: return "expected a number >= 0";
                 case FloatRange::AboveZero: return "expected a number > 0";
                 case FloatRange::UnitInterval: return "expected a number >= 0 and < 1";
+                case FloatRange::UnitAboveZero: return "expected a number > 0 and <= 1";
             }
             break;
         case Kind::Path: return "expected a non-empty path";
@@ -174,6 +196,7 @@ bool in_range(const Field& field, double number) {
         case FloatRange::AtLeastZero: return number >= 0;
         case FloatRange::AboveZero: return number > 0;
         case FloatRange::UnitInterval: return number >= 0 && number < 1;
+        case FloatRange::UnitAboveZero: return number > 0 && number <= 1;
     }
     return false;
 }

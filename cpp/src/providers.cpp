@@ -1,5 +1,9 @@
 #include "heidi/providers.hpp"
 
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
@@ -71,7 +75,77 @@ void set_timeout(httplib::Client& client, double seconds) {
     client.set_write_timeout(whole, micros);
 }
 
+std::string env_value(const char* lower_name, const char* upper_name) {
+    for (const char* name : {lower_name, upper_name}) {
+        const char* value = std::getenv(name);
+        if (value != nullptr && *value != '\0') return value;
+    }
+    return "";
+}
+
+// NO_PROXY matching as Python's urllib.request.proxy_bypass_environment does it.
+bool proxy_bypassed(const std::string& host, const std::string& no_proxy) {
+    if (no_proxy.empty()) return false;
+    if (trim(no_proxy) == "*") return true;
+    std::string name_host = lower(host);
+    std::size_t start = 0;
+    while (start <= no_proxy.size()) {
+        std::size_t comma = no_proxy.find(',', start);
+        std::string name = lower(trim(no_proxy.substr(start, comma == std::string::npos ? std::string::npos
+                                                                                       : comma - start)));
+        while (!name.empty() && name.front() == '.') name.erase(0, 1);
+        if (!name.empty()) {
+            if (name_host == name) return true;
+            std::string suffix = "." + name;
+            if (name_host.size() > suffix.size() &&
+                name_host.compare(name_host.size() - suffix.size(), suffix.size(), suffix) == 0) {
+                return true;
+            }
+        }
+        if (comma == std::string::npos) break;
+        start = comma + 1;
+    }
+    return false;
+}
+
+std::string percent_decode(const std::string& text) {
+    std::string out;
+    for (std::size_t i = 0; i < text.size(); ++i) {
+        if (text[i] == '%' && i + 2 < text.size()) {
+            out += static_cast<char>(std::strtol(text.substr(i + 1, 2).c_str(), nullptr, 16));
+            i += 2;
+        } else {
+            out += text[i];
+        }
+    }
+    return out;
+}
+
 }  // namespace
+
+std::string proxy_for(const std::string& url) {
+    std::size_t scheme_end = url.find("://");
+    if (scheme_end == std::string::npos) return "";
+    std::string scheme = lower(url.substr(0, scheme_end));
+    std::string proxy = scheme == "https" ? env_value("https_proxy", "HTTPS_PROXY")
+                                          : env_value("http_proxy", "HTTP_PROXY");
+    if (proxy.empty()) return "";
+    std::size_t host_begin = scheme_end + 3;
+    std::size_t host_end = url.find_first_of("/?#", host_begin);
+    std::string authority = url.substr(host_begin, host_end == std::string::npos ? std::string::npos
+                                                                                 : host_end - host_begin);
+    std::size_t at = authority.rfind('@');
+    if (at != std::string::npos) authority = authority.substr(at + 1);
+    std::string host = authority.substr(0, authority.rfind(':') == std::string::npos ||
+                                                   authority.back() == ']'
+                                               ? std::string::npos
+                                               : authority.rfind(':'));
+    if (proxy_bypassed(host, env_value("no_proxy", "NO_PROXY")) ||
+        proxy_bypassed(authority, env_value("no_proxy", "NO_PROXY"))) {
+        return "";
+    }
+    return proxy.find("://") == std::string::npos ? "http://" + proxy : proxy;
+}
 
 double steady_seconds() {
     using clock = std::chrono::steady_clock;
@@ -152,18 +226,106 @@ OpenAIProvider::OpenAIProvider(std::string base_url, std::string model, Options 
     }
     if (model_.empty()) throw std::invalid_argument("model must not be empty");
     if (!(options_.timeout_s > 0)) throw std::invalid_argument("timeout_s must be > 0");
-    origin_ = scheme + "://" + host;
+    if (options_.token_field != "max_tokens" && options_.token_field != "max_completion_tokens") {
+        throw std::invalid_argument("token_field must be max_tokens or max_completion_tokens");
+    }
+    if (!(options_.top_p > 0 && options_.top_p <= 1)) {
+        throw std::invalid_argument("top_p must be > 0 and <= 1");
+    }
+    if (!options_.extra_body.empty()) {
+        nlohmann::json extra = nlohmann::json::parse(options_.extra_body, nullptr, false);
+        if (extra.is_discarded() || !extra.is_object()) {
+            throw std::invalid_argument("extra_body must be a JSON object");
+        }
+    }
+    std::size_t at = host.rfind('@');
+    host_ = at == std::string::npos ? host : host.substr(at + 1);
+    std::string proxy = proxy_for(base_url_);
+    if (!proxy.empty()) {
+        std::size_t proxy_scheme_end = proxy.find("://");
+        std::string rest = proxy.substr(proxy_scheme_end + 3);
+        rest = rest.substr(0, rest.find('/'));
+        if (proxy.compare(0, proxy_scheme_end, "http") != 0 || proxy_scheme_end != 4 || rest.empty()) {
+            throw std::invalid_argument("proxy for " + base_url_ + " must be an http:// URL, got '" +
+                                        proxy + "'");
+        }
+        std::size_t proxy_at = rest.rfind('@');
+        if (proxy_at != std::string::npos) {
+            std::string credentials = rest.substr(0, proxy_at);
+            std::size_t colon = credentials.find(':');
+            proxy_user_ = percent_decode(credentials.substr(0, colon));
+            proxy_password_ = colon == std::string::npos ? "" : percent_decode(credentials.substr(colon + 1));
+            rest = rest.substr(proxy_at + 1);
+        }
+        std::size_t colon = rest.rfind(':');
+        proxy_host_ = colon == std::string::npos ? rest : rest.substr(0, colon);
+        proxy_port_ = colon == std::string::npos ? 80 : std::atoi(rest.c_str() + colon + 1);
+    }
+    origin_ = scheme + "://" + host_;
     path_prefix_ = path_begin == std::string::npos ? "" : base_url_.substr(path_begin);
     while (!path_prefix_.empty() && path_prefix_.back() == '/') path_prefix_.pop_back();
 }
 
+OpenAIProvider::~OpenAIProvider() = default;
+
+std::string OpenAIProvider::request_body(std::string_view prompt) const {
+    nlohmann::json messages = nlohmann::json::array();
+    if (!options_.system_prompt.empty()) {
+        messages.push_back({{"role", "system"}, {"content", options_.system_prompt}});
+    }
+    messages.push_back({{"role", "user"}, {"content", prompt}});
+    nlohmann::json body = nlohmann::json::object();
+    body["model"] = model_;
+    body["messages"] = std::move(messages);
+    body[options_.token_field] = options_.max_tokens;
+    body["temperature"] = options_.temperature;
+    if (options_.top_p < 1) body["top_p"] = options_.top_p;
+    if (!options_.extra_body.empty()) {
+        const nlohmann::json extra = nlohmann::json::parse(options_.extra_body);
+        for (auto it = extra.begin(); it != extra.end(); ++it) body[it.key()] = it.value();
+    }
+    return body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+std::unique_ptr<httplib::Client> OpenAIProvider::checkout() {
+    {
+        std::lock_guard lock(pool_mutex_);
+        if (!idle_.empty()) {
+            auto client = std::move(idle_.back());
+            idle_.pop_back();
+            return client;
+        }
+    }
+    auto client = std::make_unique<httplib::Client>(origin_);
+    client->set_keep_alive(options_.keep_alive);
+    client->set_socket_options([this](int sock) {
+        connections_opened_.fetch_add(1);
+        int one = 1;
+        ::setsockopt(sock, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    });
+    if (!proxy_host_.empty()) {
+        client->set_proxy(proxy_host_, proxy_port_);
+        if (!proxy_user_.empty()) client->set_proxy_basic_auth(proxy_user_, proxy_password_);
+    }
+    return client;
+}
+
+void OpenAIProvider::checkin(std::unique_ptr<httplib::Client> client) {
+    if (!options_.keep_alive) return;
+    std::lock_guard lock(pool_mutex_);
+    idle_.push_back(std::move(client));
+}
+
+void OpenAIProvider::close() {
+    std::vector<std::unique_ptr<httplib::Client>> idle;
+    {
+        std::lock_guard lock(pool_mutex_);
+        idle.swap(idle_);
+    }
+}
+
 ProviderReply OpenAIProvider::complete(const ProviderRequest& request, RequestContext& context) {
-    nlohmann::json body = {
-        {"model", model_},
-        {"messages", nlohmann::json::array({{{"role", "user"}, {"content", request.prompt}}})},
-        {"max_tokens", options_.max_tokens},
-        {"temperature", options_.temperature},
-    };
+    const std::string body = request_body(request.prompt);
     httplib::Headers headers{{"Accept", "application/json"}};
     if (!options_.api_key_env.empty()) {
         const char* key = std::getenv(options_.api_key_env.c_str());
@@ -174,15 +336,18 @@ ProviderReply OpenAIProvider::complete(const ProviderRequest& request, RequestCo
     const double remaining = context.deadline() - steady_seconds();
     if (context.stopped()) return failure("cancelled");
     if (remaining <= 0) return failure("timed out", true);
-    httplib::Client client(origin_);
-    client.set_keep_alive(false);
-    set_timeout(client, remaining);
+    std::unique_ptr<httplib::Client> client = checkout();
+    set_timeout(*client, remaining);
     // The collector calls this from its watchdog at the deadline or on stop().
-    context.set_abort([&client] { client.stop(); });
-    httplib::Result result = client.Post(path_prefix_ + "/chat/completions", headers,
-                                         body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace),
-                                         "application/json");
+    httplib::Client* raw = client.get();
+    context.set_abort([raw] { raw->stop(); });
+    httplib::Result result = client->Post(path_prefix_ + "/chat/completions", headers, body,
+                                          "application/json");
     context.clear_abort();
+    if (result && !context.stopped()) {
+        bool closing = lower(result.value().get_header_value("Connection")) == "close";
+        if (!closing) checkin(std::move(client));
+    }
 
     if (context.stopped()) return failure("cancelled");
     if (!result) {

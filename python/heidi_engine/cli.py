@@ -34,7 +34,7 @@ MODES = ("full", "collect")
 BACKENDS = ("auto", "native", "python")
 RUNNING_STATES = ("COLLECTING", "VALIDATING", "TESTING", "FINALIZING", "EVALUATING")
 CONTROL_LATCHES = ("train_now", "pause", "stop")
-EXPORT_FORMATS = ("jsonl", "parquet", "hf")
+EXPORT_FORMATS = ("jsonl", "parquet", "hf", "messages", "preference")
 EXPORT_SOURCES = ("train", "tested", "clean")
 
 
@@ -172,6 +172,15 @@ def describe_eval(rounds: list[dict]) -> list[str]:
     ]
 
 
+def describe_teacher_usage(usage: dict[str, int], cache_hits: int) -> str:
+    """Teacher tokens paid for, their cost (with HEIDI_TEACHER_PRICE_* set) and cache hits."""
+    text = (f"teacher    tokens prompt={usage.get('prompt_tokens', 0)} "
+            f"completion={usage.get('completion_tokens', 0)}")
+    if usage.get("cost_micros"):
+        text += f"  cost={usage['cost_micros'] / 1e6:.6f}"
+    return text + f"  cache_hits={cache_hits}"
+
+
 # ----- progress display for `heidi run` -----------------------------------------------
 
 
@@ -185,10 +194,18 @@ class ProgressView:
         self._last_key: tuple | None = None
         self._last_message = ""
         self._drawn_lines = 0
+        self.teacher_usage: dict[str, int] = {}
+        self.cache_hits = 0
 
     def note_event(self, event: dict) -> None:
         if event.get("event_type") in ("progress", "stage_end", "stage_start"):
             self._last_message = f"{event['stage']}: {event['message']}"
+        from .api.journal_index import TEACHER_USAGE
+
+        for name, value in (event.get("usage_delta") or {}).items():
+            if name in TEACHER_USAGE:
+                self.teacher_usage[name] = self.teacher_usage.get(name, 0) + value
+        self.cache_hits += (event.get("counters_delta") or {}).get("teacher_cache_hits", 0)
 
     @staticmethod
     def _bar(done: int, total: int, width: int = 24) -> str:
@@ -212,6 +229,8 @@ class ProgressView:
         counts = "  ".join(f"{k.removesuffix('_lines')} {v}" for k, v in status["counts"].items() if v)
         if self.tty:
             lines = [round_line, stage_line, counts, self._last_message[:120]]
+            if self.teacher_usage or self.cache_hits:
+                lines.insert(3, describe_teacher_usage(self.teacher_usage, self.cache_hits))
             out = ("\x1b[F" * self._drawn_lines) + "".join(f"\x1b[2K{line}\n" for line in lines)
             self._drawn_lines = len(lines)
             self.stream.write(out)
@@ -372,6 +391,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         overrides["samples_per_round"] = args.samples_per_round
     if args.config:
         overrides["config_file"] = args.config
+    if args.no_cache:
+        overrides["teacher_cache"] = "0"
     config = engine.Config.from_env(**overrides)
     out_dir = Path(config.out_dir)
     server = find_server(out_dir)
@@ -408,8 +429,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(status, ensure_ascii=True, separators=(",", ":")))
     else:
+        from .api.journal_index import JournalIndex
+
         source = f"{server.server} pid {server.pid}" if server else "state file (no server running)"
-        lines = [describe_status(status), *describe_eval(EvalReports(out_dir).rounds())]
+        journal = JournalIndex(out_dir / "journal" / "events.jsonl").refresh()
+        lines = [describe_status(status)]
+        if any(journal.teacher_usage.values()) or journal.teacher_cache_hits:
+            lines.append(describe_teacher_usage(journal.teacher_usage, journal.teacher_cache_hits))
+        lines += describe_eval(EvalReports(out_dir).rounds())
         print("\n".join(lines) + f"\nsource     {source}")
     return EXIT_OK
 
@@ -580,17 +607,73 @@ def _write_parquet(rows: list[dict], path: Path) -> None:
     pq.write_table(pa.Table.from_pylist(_flatten_for_columns(rows)), path)
 
 
+def answer_code(sample: dict) -> str:
+    """The whole program an answer stands for: the task's prompt and the completion."""
+    return str(sample.get("prompt", "")) + str(sample.get("completion", ""))
+
+
+def as_messages(sample: dict) -> dict:
+    """A sample as a chat: the system prompt, the instruction, the answer in a code block."""
+    from .prompts import chat_messages
+
+    code = answer_code(sample).rstrip()
+    return {"id": sample.get("id"), "task_id": sample.get("task_id"),
+            "messages": [*chat_messages(str(sample.get("instruction", ""))),
+                         {"role": "assistant", "content": f"```python\n{code}\n```"}]}
+
+
+def preference_pairs(out_dir: Path, rounds: Sequence[int] | None) -> list[dict]:
+    """(prompt, chosen, rejected) from passing (tested) and failing (test_failed with
+    reason test_failed) answers to the same task; each failing answer is paired once, with
+    the task's passing answers in turn."""
+    from .io import read_jsonl
+
+    def rows(kind: str) -> list[dict]:
+        chosen = [r for r in _rounds_with(out_dir, kind) if rounds is None or r in rounds]
+        return [row for r in chosen for row in read_jsonl(out_dir / "data" / f"{kind}_round_{r}.jsonl")]
+
+    passing: dict[str, list[dict]] = {}
+    for row in rows("tested"):
+        passing.setdefault(str(row.get("task_id")), []).append(row)
+    pairs = []
+    taken: dict[str, int] = {}
+    for row in rows("test_failed"):
+        task = str(row.get("task_id"))
+        if row.get("reject_reason") != "test_failed" or task not in passing:
+            continue
+        good = passing[task][taken.get(task, 0) % len(passing[task])]
+        taken[task] = taken.get(task, 0) + 1
+        pairs.append({"task_id": task, "prompt": str(good.get("instruction", "")),
+                      "chosen": answer_code(good), "rejected": answer_code(row),
+                      "rejected_test_result": row.get("test_result")})
+    if not pairs:
+        raise CliError(f"nothing to export: no task in {out_dir / 'data'} has both a passing "
+                       "(tested) and a failing (test_failed) answer"
+                       + (f" in rounds {list(rounds)}" if rounds else ""))
+    return pairs
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from .io import scrub_values, write_jsonl_atomic, write_text_atomic
 
     out_dir = resolve_out_dir(args.out_dir)
     rounds = [int(r) for r in args.rounds.split(",")] if args.rounds else None
+    target = Path(args.output)
+    if args.format == "preference":
+        pairs = preference_pairs(out_dir, rounds)
+        target.mkdir(parents=True, exist_ok=True)
+        write_jsonl_atomic(target / "preference.jsonl", pairs)
+        print(f"{target / 'preference.jsonl'}: {len(pairs)} rows")
+        return EXIT_OK
     splits = export_splits(out_dir, args.source, rounds)
     splits = {split: scrub_values(rows) for split, rows in splits.items()}  # every format
-    target = Path(args.output)
     target.mkdir(parents=True, exist_ok=True)
     written = []
-    if args.format == "jsonl":
+    if args.format == "messages":
+        for split, rows in splits.items():
+            write_jsonl_atomic(target / f"{split}.jsonl", [as_messages(r) for r in rows])
+            written.append((target / f"{split}.jsonl", len(rows)))
+    elif args.format == "jsonl":
         for split, rows in splits.items():
             write_jsonl_atomic(target / f"{split}.jsonl", rows)
             written.append((target / f"{split}.jsonl", len(rows)))
@@ -731,6 +814,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="TOML config file")
     p.add_argument("--backend", choices=BACKENDS, help="engine backend (default: $HEIDI_BACKEND)")
     p.add_argument("--quiet", action="store_true", help="no progress display")
+    p.add_argument("--no-cache", action="store_true",
+                   help="ask the teacher again even for answers in the response cache "
+                        "(HEIDI_TEACHER_CACHE=0)")
     p.set_defaults(func=cmd_run)
 
     p = command("status", "show the run state")
@@ -771,8 +857,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="raw journal lines")
     p.set_defaults(func=cmd_events)
 
-    p = command("export", "export the dataset (JSONL, Parquet, or Hugging Face datasets layout)")
-    p.add_argument("--format", choices=EXPORT_FORMATS, default="jsonl")
+    p = command("export", "export the dataset (JSONL, Parquet, Hugging Face datasets layout, "
+                          "chat messages, or preference pairs)")
+    p.add_argument("--format", choices=EXPORT_FORMATS, default="jsonl",
+                   help="messages: chat `messages` JSONL; preference: prompt/chosen/rejected "
+                        "pairs from tested and test_failed answers to the same task")
     p.add_argument("--source", choices=EXPORT_SOURCES, default="train",
                    help="train: the train/val split (default); tested or clean: those files")
     p.add_argument("--rounds", help="comma-separated rounds (default: all)")

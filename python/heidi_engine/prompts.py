@@ -64,9 +64,10 @@ def teacher_instruction(task: object) -> str:
     )
 
 
-def chat_messages(instruction: str) -> list[dict[str, str]]:
+def chat_messages(instruction: str, system_prompt: str = SYSTEM_PROMPT) -> list[dict[str, str]]:
+    """The chat every model teacher is shown (and the export's ``messages`` prompt)."""
     return [
-        {"role": "system", "content": SYSTEM_PROMPT},
+        {"role": "system", "content": system_prompt},
         {"role": "user", "content": instruction},
     ]
 

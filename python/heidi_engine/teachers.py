@@ -10,33 +10,65 @@
 - ``local``: a transformers model on this machine (``HEIDI_TEACHER_MODEL``, else
   ``BASE_MODEL``), greedy decoding.
 
-Every teacher answers tasks (:meth:`Teacher.answer`); all but ``reference`` also write
-free text for a prompt (:meth:`Teacher.write`), which the ``llm_gen`` task source uses
-to have the teacher invent tasks.
+Every teacher answers tasks (:meth:`Teacher.answer`, ``samples`` answers per task); all
+but ``reference`` also write free text for a prompt (:meth:`Teacher.write`), which the
+``llm_gen`` task source uses to have the teacher invent tasks. The model teachers
+(``openai``, ``local``) store each answer in the response cache
+(:mod:`heidi_engine.teacher_cache`) as it arrives and never ask twice for an answer the
+cache holds. Every model teacher sends the same system prompt
+(``HEIDI_TEACHER_SYSTEM_PROMPT``, else :data:`~heidi_engine.prompts.SYSTEM_PROMPT`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import random
-from collections.abc import Sequence
+import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from .errors import ConfigError
-from .prompts import chat_messages, extract_code, teacher_instruction
+from .prompts import SYSTEM_PROMPT, chat_messages, extract_code, teacher_instruction
 from .tasks.model import Task
+from .teacher_cache import DEFAULT_RELATIVE_PATH, CachedAnswer, ResponseCache, request_key
 
 TEACHER_MODES = ("reference", "openai", "local", "mock")
 MOCK_WRONG_RATE = 0.2
-OPENAI_MAX_TOKENS = 1024
 OPENAI_RETRIES = 3
 OPENAI_TIMEOUT_S = 120.0
 LOCAL_MAX_NEW_TOKENS = 384
+JSON_OBJECT = {"type": "json_object"}
+# What servers answer when a request field is not accepted (OpenAI, vLLM, llama.cpp, Ollama).
+_UNSUPPORTED = re.compile(
+    r"unsupported|not supported|unrecognized|unknown (?:parameter|field|argument)|"
+    r"extra[ _](?:fields|inputs|forbidden)|not permitted|additional properties",
+    re.IGNORECASE,
+)
+
+
+def unsupported_parameter(error: str) -> bool:
+    """Whether a request error means "the server does not accept this parameter"."""
+    return error.startswith(("http 400", "http 422")) and bool(_UNSUPPORTED.search(error))
+
+
+@dataclass(frozen=True)
+class Request:
+    """One prompt for a teacher. ``task`` (a task id or a task-invention slot) and
+    ``sample`` (0..HEIDI_TEACHER_SAMPLES-1) are part of the cache key; ``structured``
+    asks for one JSON object (``response_format`` where the server supports it)."""
+
+    prompt: str
+    task: str = ""
+    sample: int = 0
+    structured: bool = False
 
 
 @dataclass(frozen=True)
 class Answer:
-    """One teacher reply: the raw text and, for a task, the completion read from it."""
+    """One teacher reply: the raw text and, for a task, the completion read from it.
+    ``cached``: taken from the response cache (nothing was paid for it now)."""
 
     ok: bool
     text: str
@@ -44,14 +76,25 @@ class Answer:
     error: str = ""
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached: bool = False
+    sample: int = 0
+
+
+OnAnswer = Callable[[int, Answer], None]
 
 
 class Teacher:
     name = ""
     batch_size = 64  # tasks per call, so the generate stage can report progress between calls
+    cache: ResponseCache | None = None
 
-    def write(self, prompts: Sequence[str]) -> list[Answer]:
-        """Free-text replies to ``prompts``, in order."""
+    def identity(self) -> dict | None:
+        """What besides the request determines an answer (model, settings, seed); None
+        for a teacher that costs nothing and is never cached."""
+        return None
+
+    def _write(self, requests: Sequence[Request], on_answer: OnAnswer | None) -> list[Answer]:
+        """Replies to ``requests`` in order, calling ``on_answer(i, answer)`` as each arrives."""
         raise ConfigError(
             f"HEIDI_TEACHER={self.name} cannot write free text "
             "(needed by HEIDI_TASK_SOURCE=llm_gen "
@@ -60,20 +103,65 @@ class Teacher:
 
     @property
     def writes_text(self) -> bool:
-        return type(self).write is not Teacher.write
+        return type(self)._write is not Teacher._write
 
-    def answer(self, tasks: Sequence[Task]) -> list[Answer]:
-        """Answers to ``tasks`` with ``completion`` continuing each task's prompt."""
-        replies = self.write([teacher_instruction(task) for task in tasks])
+    def write(self, requests: Sequence[Request | str]) -> list[Answer]:
+        """Free-text replies, in order. With a cache, answers it holds are not asked for
+        again, and each new answer is stored durably the moment it arrives."""
+        requests = [r if isinstance(r, Request) else Request(r) for r in requests]
+        identity = self.identity() if self.cache is not None else None
+        if identity is None:
+            return self._write(requests, None)
+        cache = self.cache
+        assert cache is not None
+        keys = [request_key(identity, r.task, r.prompt, r.sample) for r in requests]
+        results: list[Answer | None] = [None] * len(requests)
+        first: dict[str, int] = {}  # a key asked twice in one call is sent once
+        send: list[int] = []
+        for i, key in enumerate(keys):
+            hit = cache.get(key)
+            if hit is not None:
+                results[i] = Answer(True, hit.text, prompt_tokens=hit.prompt_tokens,
+                                    completion_tokens=hit.completion_tokens, cached=True)
+            elif key not in first:
+                first[key] = i
+                send.append(i)
+
+        def store(j: int, answer: Answer) -> None:
+            if answer.ok:
+                request = requests[send[j]]
+                cache.put(keys[send[j]],
+                          CachedAnswer(answer.text, answer.prompt_tokens, answer.completion_tokens),
+                          task=request.task, sample=request.sample,
+                          model=str(identity.get("model", "")))
+
+        for i, answer in zip(send, self._write([requests[i] for i in send], store), strict=True):
+            results[i] = answer
+        for i, key in enumerate(keys):
+            if results[i] is None:
+                results[i] = replace(results[first[key]], cached=True)  # type: ignore[arg-type]
+        return [r for r in results if r is not None]
+
+    def answer(self, tasks: Sequence[Task], samples: int = 1) -> list[Answer]:
+        """``samples`` answers per task (task by task), ``completion`` continuing each
+        task's prompt."""
+        requests = [Request(teacher_instruction(t), t.task_id, s)
+                    for t in tasks for s in range(samples)]
+        replies = self.write(requests)
         return [
-            replace(reply, completion=extract_code(reply.text, task.entry_point, task.prompt))
+            replace(reply, sample=request.sample,
+                    completion=extract_code(reply.text, task.entry_point, task.prompt))
             if reply.ok
-            else reply
-            for task, reply in zip(tasks, replies, strict=False)
+            else replace(reply, sample=request.sample)
+            for task, request, reply in zip(
+                [t for t in tasks for _ in range(samples)], requests, replies, strict=True
+            )
         ]
 
     def close(self) -> None:
-        """Release what the teacher holds (connections, model memory)."""
+        """Release what the teacher holds (connections, model memory, the cache)."""
+        if self.cache is not None:
+            self.cache.close()
 
 
 def _words(text: str) -> int:
@@ -84,10 +172,11 @@ class ReferenceTeacher(Teacher):
     name = "reference"
     batch_size = 1000
 
-    def answer(self, tasks: Sequence[Task]) -> list[Answer]:
+    def answer(self, tasks: Sequence[Task], samples: int = 1) -> list[Answer]:
         return [
-            Answer(ok=True, text=t.canonical_solution, completion=t.canonical_solution)
+            Answer(ok=True, text=t.canonical_solution, completion=t.canonical_solution, sample=s)
             for t in tasks
+            for s in range(samples)
         ]
 
 
@@ -102,11 +191,12 @@ class MockTeacher(Teacher):
     def _rng(self, key: str) -> random.Random:
         return random.Random(f"heidi-mock:{self.seed}:{key}")
 
-    def is_wrong(self, task: Task) -> bool:
-        return self._rng(task.task_id).random() < self.wrong_rate
+    def is_wrong(self, task: Task, sample: int = 0) -> bool:
+        key = task.task_id if sample == 0 else f"{task.task_id}#{sample}"
+        return self._rng(key).random() < self.wrong_rate
 
-    def _body(self, task: Task) -> str:
-        if not self.is_wrong(task):
+    def _body(self, task: Task, sample: int) -> str:
+        if not self.is_wrong(task, sample):
             return task.canonical_solution
         if task.family:
             from .tasks.procedural import wrong_solution
@@ -114,10 +204,10 @@ class MockTeacher(Teacher):
             return wrong_solution(task)
         return "    return None\n"
 
-    def answer(self, tasks: Sequence[Task]) -> list[Answer]:
+    def answer(self, tasks: Sequence[Task], samples: int = 1) -> list[Answer]:
         answers = []
-        for task in tasks:
-            code = task.prompt + self._body(task)
+        for task, sample in ((t, s) for t in tasks for s in range(samples)):
+            code = task.prompt + self._body(task, sample)
             text = (
                 f"Here is an implementation of `{task.entry_point}`:\n\n"
                 f"```python\n{code.rstrip()}\n```\n"
@@ -129,16 +219,17 @@ class MockTeacher(Teacher):
                     completion=extract_code(text, task.entry_point, task.prompt),
                     prompt_tokens=_words(teacher_instruction(task)),
                     completion_tokens=_words(text),
+                    sample=sample,
                 )
             )
         return answers
 
-    def write(self, prompts: Sequence[str]) -> list[Answer]:
+    def _write(self, requests: Sequence[Request], on_answer: OnAnswer | None) -> list[Answer]:
         """Invents a task for each prompt: a procedural training task, written as JSON."""
         from .tasks.llm_gen import mock_invention
 
         replies = []
-        for prompt in prompts:
+        for prompt in (r.prompt for r in requests):
             key = hashlib.sha256(prompt.encode()).hexdigest()
             text = mock_invention(
                 self._rng(key), wrong=self._rng(key + ":wrong").random() < self.wrong_rate
@@ -149,6 +240,28 @@ class MockTeacher(Teacher):
                 )
             )
         return replies
+
+
+def system_prompt_of(config: object) -> str:
+    """The system prompt every model teacher sends."""
+    return getattr(config, "teacher_system_prompt", "") or SYSTEM_PROMPT
+
+
+def extra_body_of(config: object) -> dict:
+    text = getattr(config, "teacher_extra_body", "")
+    if not text:
+        return {}
+    try:
+        body = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            f"invalid value for HEIDI_TEACHER_EXTRA_BODY: {text!r} (not JSON: {exc.msg})"
+        ) from None
+    if not isinstance(body, dict):
+        raise ConfigError(
+            f"invalid value for HEIDI_TEACHER_EXTRA_BODY: {text!r} (expected a JSON object)"
+        )
+    return body
 
 
 class OpenAITeacher(Teacher):
@@ -169,40 +282,107 @@ class OpenAITeacher(Teacher):
             from .backend import load
 
             backend = load()
-        try:
-            provider = backend.OpenAIProvider(
-                base_url,
-                model,
-                api_key_env=getattr(config, "teacher_api_key_env", "OPENAI_API_KEY"),
-                timeout_s=OPENAI_TIMEOUT_S,
-                max_tokens=OPENAI_MAX_TOKENS,
-                temperature=0.0,
-            )
-        except ValueError as exc:
-            raise ConfigError(
-                f"invalid value for HEIDI_TEACHER_BASE_URL: {base_url!r} ({exc})"
-            ) from None
+        self.model = model
+        extra_body = extra_body_of(config)
+        self.settings = {
+            "max_tokens": int(getattr(config, "teacher_max_tokens", 1024)),
+            "token_field": getattr(config, "teacher_token_field", "max_tokens"),
+            "temperature": float(getattr(config, "teacher_temperature", 0.0)),
+            "top_p": float(getattr(config, "teacher_top_p", 1.0)),
+            "system_prompt": system_prompt_of(config),
+        }
+        self.seed = int(getattr(config, "seed", 42))
+        self.extra_body = extra_body
+        self.response_format = getattr(config, "teacher_response_format", "auto")
         concurrency = int(getattr(config, "teacher_concurrency", 8))
-        self.collector = backend.AsyncCollector(
-            provider, concurrency=concurrency, retries=OPENAI_RETRIES, timeout_s=OPENAI_TIMEOUT_S
+
+        def collector(body: dict) -> object:
+            try:
+                provider = backend.OpenAIProvider(
+                    base_url,
+                    model,
+                    api_key_env=getattr(config, "teacher_api_key_env", "OPENAI_API_KEY"),
+                    timeout_s=OPENAI_TIMEOUT_S,
+                    extra_body=body or None,
+                    **self.settings,
+                )
+            except ValueError as exc:
+                raise ConfigError(
+                    f"invalid value for HEIDI_TEACHER_BASE_URL: {base_url!r} ({exc})"
+                ) from None
+            return backend.AsyncCollector(
+                provider, concurrency=concurrency, retries=OPENAI_RETRIES,
+                timeout_s=OPENAI_TIMEOUT_S, rpm=float(getattr(config, "teacher_rpm", 0.0)),
+                tpm=float(getattr(config, "teacher_tpm", 0.0)),
+            )
+
+        self.collector = collector(extra_body)
+        self.structured_collector = (
+            collector({"response_format": JSON_OBJECT, **extra_body})
+            if self.response_format != "off" and "response_format" not in extra_body
+            else None
         )
         self.batch_size = max(concurrency * 4, 16)
 
-    def write(self, prompts: Sequence[str]) -> list[Answer]:
-        results = self.collector.generate_batch(list(prompts))
-        return [
-            Answer(
-                ok=bool(r.ok),
-                text=r.text if r.ok else "",
-                error="" if r.ok else (r.error or "request failed"),
-                prompt_tokens=int(r.prompt_tokens),
-                completion_tokens=int(r.completion_tokens),
+    def identity(self) -> dict:
+        return {"teacher": self.name, "model": self.model, **self.settings,
+                "extra_body": self.extra_body, "seed": self.seed}
+
+    def _batch(self, collector: object, requests: Sequence[Request], indices: list[int],
+               on_answer: OnAnswer | None) -> list[Answer]:
+        def convert(result: object) -> Answer:
+            return Answer(
+                ok=bool(result.ok),  # type: ignore[attr-defined]
+                text=result.text if result.ok else "",  # type: ignore[attr-defined]
+                error="" if result.ok else (result.error or "request failed"),  # type: ignore[attr-defined]
+                prompt_tokens=int(result.prompt_tokens),  # type: ignore[attr-defined]
+                completion_tokens=int(result.completion_tokens),  # type: ignore[attr-defined]
             )
-            for r in results
-        ]
+
+        def arrived(j: int, result: object) -> None:
+            if on_answer is not None:
+                on_answer(indices[j], convert(result))
+
+        results = collector.generate_batch(  # type: ignore[attr-defined]
+            [requests[i].prompt for i in indices], on_result=arrived
+        )
+        return [convert(r) for r in results]
+
+    def _write(self, requests: Sequence[Request], on_answer: OnAnswer | None) -> list[Answer]:
+        answers: list[Answer | None] = [None] * len(requests)
+        structured = [i for i, r in enumerate(requests)
+                      if r.structured and self.structured_collector is not None]
+        plain = [i for i in range(len(requests)) if i not in set(structured)]
+        if structured:
+            replies = self._batch(self.structured_collector, requests, structured, on_answer)
+            refused = [i for i, a in zip(structured, replies, strict=True)
+                       if not a.ok and unsupported_parameter(a.error)]
+            if refused and self.response_format == "auto":
+                self.structured_collector = None  # the server has no response_format: ask in prose
+                plain = sorted(plain + refused)
+            for i, a in zip(structured, replies, strict=True):
+                if i not in refused or self.response_format != "auto":
+                    answers[i] = a
+        if plain:
+            for i, a in zip(plain, self._batch(self.collector, requests, plain, on_answer),
+                            strict=True):
+                answers[i] = a
+        final = [a for a in answers if a is not None]
+        refusal = next((a.error for a in final if not a.ok and unsupported_parameter(a.error)), "")
+        if refusal:
+            raise ConfigError(
+                "the teacher server refused a request parameter as unsupported "
+                f"({refusal}); check HEIDI_TEACHER_TOKEN_FIELD (max_tokens or "
+                "max_completion_tokens), HEIDI_TEACHER_TEMPERATURE, HEIDI_TEACHER_TOP_P, "
+                "HEIDI_TEACHER_RESPONSE_FORMAT and HEIDI_TEACHER_EXTRA_BODY"
+            )
+        return final
 
     def close(self) -> None:
         self.collector.stop()
+        if self.structured_collector is not None:
+            self.structured_collector.stop()
+        super().close()
 
 
 class LocalTeacher(Teacher):
@@ -216,7 +396,12 @@ class LocalTeacher(Teacher):
         if not self.model_name:
             raise ConfigError("HEIDI_TEACHER=local needs HEIDI_TEACHER_MODEL or BASE_MODEL")
         self.seed = int(getattr(config, "seed", 42))
+        self.system_prompt = system_prompt_of(config)
         self._loaded: tuple | None = None
+
+    def identity(self) -> dict:
+        return {"teacher": self.name, "model": self.model_name, "system_prompt": self.system_prompt,
+                "max_new_tokens": LOCAL_MAX_NEW_TOKENS, "decoding": "greedy", "seed": self.seed}
 
     def _model(self) -> tuple:
         if self._loaded is None:
@@ -228,27 +413,33 @@ class LocalTeacher(Teacher):
     def _render(self, tokenizer: object, prompt: str) -> str:
         if getattr(tokenizer, "chat_template", None):
             return tokenizer.apply_chat_template(  # type: ignore[attr-defined]
-                chat_messages(prompt), tokenize=False, add_generation_prompt=True
+                chat_messages(prompt, self.system_prompt), tokenize=False,
+                add_generation_prompt=True
             )
         return prompt + "\n"
 
-    def write(self, prompts: Sequence[str]) -> list[Answer]:
+    def _write(self, requests: Sequence[Request], on_answer: OnAnswer | None) -> list[Answer]:
         from . import ml
 
         model, tokenizer = self._model()
-        rendered = [self._render(tokenizer, p) for p in prompts]
+        rendered = [self._render(tokenizer, r.prompt) for r in requests]
         texts = ml.generate(model, tokenizer, rendered, LOCAL_MAX_NEW_TOKENS)
 
         def count(text: str) -> int:
             return len(tokenizer(text, add_special_tokens=False)["input_ids"])  # type: ignore[operator]
 
-        return [
+        answers = [
             Answer(ok=True, text=text, prompt_tokens=count(r), completion_tokens=count(text))
             for r, text in zip(rendered, texts, strict=False)
         ]
+        for i, answer in enumerate(answers):
+            if on_answer is not None:
+                on_answer(i, answer)
+        return answers
 
     def close(self) -> None:
         self._loaded = None
+        super().close()
 
 
 def check_teacher_mode(mode: str) -> str:
@@ -266,6 +457,21 @@ def make_teacher(config: object, *, backend: object = None) -> Teacher:
         return ReferenceTeacher()
     if mode == "mock":
         return MockTeacher(int(getattr(config, "seed", 42)))
-    if mode == "openai":
-        return OpenAITeacher(config, backend=backend)
-    return LocalTeacher(config)
+    teacher: Teacher = (
+        OpenAITeacher(config, backend=backend) if mode == "openai" else LocalTeacher(config)
+    )
+    if getattr(config, "teacher_cache", False):
+        try:
+            teacher.cache = ResponseCache(cache_path(config))
+        except BaseException:
+            teacher.close()
+            raise
+    return teacher
+
+
+def cache_path(config: object) -> Path:
+    """``HEIDI_TEACHER_CACHE_FILE``, else ``OUT_DIR/cache/teacher_responses.jsonl``."""
+    explicit = getattr(config, "teacher_cache_file", "")
+    if explicit:
+        return Path(explicit)
+    return Path(getattr(config, "out_dir", ".")) / DEFAULT_RELATIVE_PATH

@@ -6,6 +6,9 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <exception>
+#include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -33,6 +36,32 @@ struct CollectorOptions {
     double backoff_max_s = 30.0;
     double retry_after_max_s = 60.0;
     std::uint64_t seed = 0;        // jitter
+    double rpm = 0;                // requests per minute, 0 = no limit
+    double tpm = 0;                // tokens per minute, 0 = no limit
+};
+
+// Requests-per-minute and tokens-per-minute limits shared by a collector's workers
+// (token buckets that may go into debt). A request's tokens are estimated from its
+// prompt (4 bytes a token) and corrected by the reported usage. A 429 halves both
+// rates (down to a tenth of the limit) and holds every request until its Retry-After;
+// each success wins back 5% of the limit. Same rules as the Python backend.
+class RateLimiter {
+public:
+    RateLimiter(double rpm, double tpm);
+    bool active() const noexcept { return buckets_[0].limit > 0 || buckets_[1].limit > 0; }
+    static std::int64_t estimate_tokens(std::string_view prompt) noexcept;
+    // Waits for room; false when `stopped` turned true meanwhile.
+    bool acquire(std::int64_t tokens, const std::function<bool(double)>& sleep_until);
+    void settle(std::int64_t estimated, const ProviderReply& reply);
+    std::map<std::string, double> rates() const;  // current rates per minute
+
+private:
+    struct Bucket {
+        double limit = 0, rate = 0, capacity = 0, level = 0, updated = 0;
+    };
+    mutable std::mutex mutex_;
+    Bucket buckets_[2];  // rpm, tpm
+    double hold_until_ = 0;
 };
 
 class AsyncCollector {
@@ -42,9 +71,13 @@ public:
     AsyncCollector(const AsyncCollector&) = delete;
     AsyncCollector& operator=(const AsyncCollector&) = delete;
 
+    using ResultCallback = std::function<void(std::size_t, const Completion&)>;
     // One Completion per prompt, in prompt order. After stop(), unfinished prompts
-    // end with error "cancelled".
-    std::vector<Completion> generate_batch(const std::vector<std::string>& prompts);
+    // end with error "cancelled". on_result(index, completion) is called, one call at
+    // a time, as each prompt finishes; an exception from it stops the batch and is
+    // rethrown once the workers are done.
+    std::vector<Completion> generate_batch(const std::vector<std::string>& prompts,
+                                           const ResultCallback& on_result = {});
     // Cancels the running batch promptly (sleeps and in-flight requests are cut
     // short) and every later one. Thread-safe.
     void stop();
@@ -54,6 +87,8 @@ public:
     std::int64_t prompt_tokens() const noexcept { return prompt_tokens_.load(); }
     std::int64_t completion_tokens() const noexcept { return completion_tokens_.load(); }
     const CollectorOptions& options() const noexcept { return options_; }
+    const RateLimiter& limiter() const noexcept { return limiter_; }
+    const std::shared_ptr<Provider>& provider() const noexcept { return provider_; }
 
     // Delay before retry `retry` (1-based) of prompt `index` when no Retry-After applies.
     double backoff_delay(std::size_t index, int retry) const noexcept;
@@ -62,6 +97,7 @@ private:
     friend class CollectorRequestContext;
     std::shared_ptr<Provider> provider_;
     CollectorOptions options_;
+    RateLimiter limiter_;
     std::atomic<bool> stopped_{false};
     std::atomic<std::int64_t> prompt_tokens_{0};
     std::atomic<std::int64_t> completion_tokens_{0};

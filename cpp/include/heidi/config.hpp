@@ -45,6 +45,21 @@ struct Config {
     std::string teacher_base_url;
     std::string teacher_api_key_env = "OPENAI_API_KEY";
     std::int64_t teacher_concurrency = 8;
+    std::int64_t teacher_samples = 1;        // answers requested per task
+    std::int64_t teacher_keep_per_task = 1;  // distinct passing answers kept per task
+    double teacher_temperature = 0.0;
+    double teacher_top_p = 1.0;
+    std::int64_t teacher_max_tokens = 1024;
+    std::string teacher_token_field = "max_tokens";
+    std::string teacher_extra_body;          // JSON object merged into each request body
+    std::string teacher_system_prompt;       // empty = the built-in prompt
+    std::string teacher_response_format = "auto";
+    bool teacher_cache = true;
+    std::string teacher_cache_file;          // empty = OUT_DIR/cache/teacher_responses.jsonl
+    double teacher_rpm = 0.0;                // 0 = no limit
+    double teacher_tpm = 0.0;
+    double teacher_price_prompt = 0.0;       // per million tokens
+    double teacher_price_completion = 0.0;
     std::string base_model = "smollm2";
     std::int64_t train_steps = 30;
     double lr = 0.0015;

@@ -4,11 +4,18 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <atomic>
 #include <functional>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
+
+namespace httplib {
+class Client;
+}
 
 namespace heidi {
 
@@ -71,7 +78,9 @@ private:
 
 // POST {base_url}/chat/completions with one user message; works with OpenAI, vLLM,
 // llama.cpp server and Ollama. The API key is read from the environment variable
-// api_key_env at each request (no header when it is unset or empty).
+// api_key_env at each request (no header when it is unset or empty). Connections are
+// kept alive and reused (a pool of clients, one per concurrent request);
+// HTTPS_PROXY/HTTP_PROXY/NO_PROXY are honoured.
 class OpenAIProvider : public Provider {
 public:
     struct Options {
@@ -80,20 +89,45 @@ public:
         int max_tokens = 512;
         double temperature = 0.0;
         std::vector<std::pair<std::string, std::string>> extra_headers;
+        double top_p = 1.0;                       // sent when below 1
+        std::string token_field = "max_tokens";   // or "max_completion_tokens"
+        std::string system_prompt;                // a system message first, when not empty
+        std::string extra_body;                   // a JSON object merged into the body last
+        bool keep_alive = true;
     };
     OpenAIProvider(std::string base_url, std::string model, Options options);
+    ~OpenAIProvider() override;
     ProviderReply complete(const ProviderRequest& request, RequestContext& context) override;
     const std::string& base_url() const noexcept { return base_url_; }
     const std::string& model() const noexcept { return model_; }
     const Options& options() const noexcept { return options_; }
+    // The request body sent for a prompt (compact JSON).
+    std::string request_body(std::string_view prompt) const;
+    // TCP connections opened so far (kept-alive ones are reused, not counted again).
+    std::int64_t connections_opened() const noexcept { return connections_opened_.load(); }
+    void close();  // drops the idle kept-alive connections
 
 private:
+    std::unique_ptr<httplib::Client> checkout();
+    void checkin(std::unique_ptr<httplib::Client> client);
+
     std::string base_url_;
     std::string origin_;       // scheme://host[:port]
+    std::string host_;
     std::string path_prefix_;  // e.g. "/v1"
     std::string model_;
     Options options_;
+    std::string proxy_host_;   // empty = direct
+    int proxy_port_ = 0;
+    std::string proxy_user_, proxy_password_;
+    std::mutex pool_mutex_;
+    std::vector<std::unique_ptr<httplib::Client>> idle_;
+    std::atomic<std::int64_t> connections_opened_{0};
 };
+
+// The proxy URL the environment names for url (https_proxy/HTTPS_PROXY or
+// http_proxy/HTTP_PROXY, lower case first), or "" when none or NO_PROXY covers the host.
+std::string proxy_for(const std::string& url);
 
 // Shared by both backends so mock outcomes and retry jitter match exactly.
 std::uint64_t fnv1a64(std::string_view bytes) noexcept;

@@ -46,7 +46,7 @@ class _Field:
     default: Any
     choices: tuple[str, ...] = ()
     minimum: float = 0  # int: value >= minimum; float: see float_ok
-    float_ok: str = ""  # ">=0" | ">0" | "[0,1)"
+    float_ok: str = ""  # ">=0" | ">0" | "[0,1)" | "(0,1]"
 
 
 _FIELDS: tuple[_Field, ...] = (
@@ -83,6 +83,24 @@ _FIELDS: tuple[_Field, ...] = (
     _Field("teacher_base_url", "HEIDI_TEACHER_BASE_URL", "str", ""),
     _Field("teacher_api_key_env", "HEIDI_TEACHER_API_KEY_ENV", "str", "OPENAI_API_KEY"),
     _Field("teacher_concurrency", "HEIDI_TEACHER_CONCURRENCY", "int", 8, minimum=1),
+    _Field("teacher_samples", "HEIDI_TEACHER_SAMPLES", "int", 1, minimum=1),
+    _Field("teacher_keep_per_task", "HEIDI_TEACHER_KEEP_PER_TASK", "int", 1, minimum=1),
+    _Field("teacher_temperature", "HEIDI_TEACHER_TEMPERATURE", "float", 0.0, float_ok=">=0"),
+    _Field("teacher_top_p", "HEIDI_TEACHER_TOP_P", "float", 1.0, float_ok="(0,1]"),
+    _Field("teacher_max_tokens", "HEIDI_TEACHER_MAX_TOKENS", "int", 1024, minimum=1),
+    _Field("teacher_token_field", "HEIDI_TEACHER_TOKEN_FIELD", "choice", "max_tokens",
+           choices=("max_tokens", "max_completion_tokens")),
+    _Field("teacher_extra_body", "HEIDI_TEACHER_EXTRA_BODY", "str", ""),
+    _Field("teacher_system_prompt", "HEIDI_TEACHER_SYSTEM_PROMPT", "str", ""),
+    _Field("teacher_response_format", "HEIDI_TEACHER_RESPONSE_FORMAT", "choice", "auto",
+           choices=("auto", "json_object", "off")),
+    _Field("teacher_cache", "HEIDI_TEACHER_CACHE", "bool", True),
+    _Field("teacher_cache_file", "HEIDI_TEACHER_CACHE_FILE", "str", ""),
+    _Field("teacher_rpm", "HEIDI_TEACHER_RPM", "float", 0.0, float_ok=">=0"),
+    _Field("teacher_tpm", "HEIDI_TEACHER_TPM", "float", 0.0, float_ok=">=0"),
+    _Field("teacher_price_prompt", "HEIDI_TEACHER_PRICE_PROMPT", "float", 0.0, float_ok=">=0"),
+    _Field("teacher_price_completion", "HEIDI_TEACHER_PRICE_COMPLETION", "float", 0.0,
+           float_ok=">=0"),
     _Field("base_model", "BASE_MODEL", "str", "smollm2"),
     _Field("train_steps", "TRAIN_STEPS", "int", 30, minimum=1),
     _Field("lr", "LR", "float", 0.0015, float_ok=">0"),
@@ -104,6 +122,7 @@ _FLOAT_EXPECT = {
     ">=0": "expected a number >= 0",
     ">0": "expected a number > 0",
     "[0,1)": "expected a number >= 0 and < 1",
+    "(0,1]": "expected a number > 0 and <= 1",
 }
 
 
@@ -149,6 +168,8 @@ def _float_in_range(field: _Field, number: float) -> bool:
         return number >= 0
     if field.float_ok == ">0":
         return number > 0
+    if field.float_ok == "(0,1]":
+        return 0 < number <= 1
     return 0 <= number < 1
 
 
@@ -273,6 +294,21 @@ class Config:
     teacher_base_url: str = ""
     teacher_api_key_env: str = "OPENAI_API_KEY"
     teacher_concurrency: int = 8
+    teacher_samples: int = 1
+    teacher_keep_per_task: int = 1
+    teacher_temperature: float = 0.0
+    teacher_top_p: float = 1.0
+    teacher_max_tokens: int = 1024
+    teacher_token_field: str = "max_tokens"
+    teacher_extra_body: str = ""
+    teacher_system_prompt: str = ""
+    teacher_response_format: str = "auto"
+    teacher_cache: bool = True
+    teacher_cache_file: str = ""
+    teacher_rpm: float = 0.0
+    teacher_tpm: float = 0.0
+    teacher_price_prompt: float = 0.0
+    teacher_price_completion: float = 0.0
     base_model: str = "smollm2"
     train_steps: int = 30
     lr: float = 0.0015

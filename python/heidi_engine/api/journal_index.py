@@ -29,6 +29,8 @@ SAMPLE_COUNTERS = {
     "val_lines": "val",
 }
 STAGE_OUTCOMES = {"info": "ok", "error": "failed", "warn": "cancelled"}
+# Teacher usage_delta names summed over every event (tokens and cost paid for).
+TEACHER_USAGE = ("prompt_tokens", "completion_tokens", "cost_micros")
 
 
 @dataclass
@@ -43,6 +45,8 @@ class JournalAggregates:
     last_seq: int = 0
     stages: dict[str, StageStats] = field(default_factory=lambda: {s: StageStats() for s in STAGES})
     samples: dict[str, int] = field(default_factory=lambda: {o: 0 for o in SAMPLE_COUNTERS.values()})
+    teacher_usage: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TEACHER_USAGE, 0))
+    teacher_cache_hits: int = 0
 
 
 class JournalIndex:
@@ -95,6 +99,16 @@ class JournalIndex:
         stage = event.get("stage") if isinstance(event, dict) else None
         if not isinstance(stage, str) or stage not in agg.stages:
             return
+        usage = event.get("usage_delta")
+        if isinstance(usage, dict):
+            for name in TEACHER_USAGE:
+                value = usage.get(name)
+                if isinstance(value, int) and not isinstance(value, bool):
+                    agg.teacher_usage[name] += value
+        counters = event.get("counters_delta")
+        hits = counters.get("teacher_cache_hits") if isinstance(counters, dict) else None
+        if isinstance(hits, int) and not isinstance(hits, bool):
+            agg.teacher_cache_hits += hits
         ts = event.get("ts")
         ts_ms = parse_iso_ms(ts) if isinstance(ts, str) and is_iso_ms(ts) else None
         kind = event.get("event_type")

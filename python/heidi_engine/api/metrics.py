@@ -76,6 +76,17 @@ def render(status_json: str, journal: JournalAggregates, eval_rounds: list[dict]
         family("heidi_pass_at_1_round", "gauge", "Round of the latest evaluation.")
         out.append(f"heidi_pass_at_1_round {latest['round']}")
 
+    family("heidi_teacher_tokens_total", "counter",
+           "Teacher tokens paid for, by kind (answers from the response cache cost none).")
+    out.append(f'heidi_teacher_tokens_total{{kind="prompt"}} {journal.teacher_usage["prompt_tokens"]}')
+    out.append(f'heidi_teacher_tokens_total{{kind="completion"}} '
+               f'{journal.teacher_usage["completion_tokens"]}')
+    family("heidi_teacher_cost_total", "counter",
+           "Teacher cost in the unit of HEIDI_TEACHER_PRICE_* (0 without prices).")
+    out.append(f"heidi_teacher_cost_total {format_number(journal.teacher_usage['cost_micros'] / 1e6)}")
+    family("heidi_teacher_cache_hits_total", "counter", "Teacher answers taken from the response cache.")
+    out.append(f"heidi_teacher_cache_hits_total {journal.teacher_cache_hits}")
+
     family("heidi_journal_seq", "gauge", "Sequence number of the last journal event.")
     out.append(f"heidi_journal_seq {journal.last_seq}")
     return "\n".join(out) + "\n"

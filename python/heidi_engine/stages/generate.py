@@ -11,7 +11,13 @@ are never revisited, and no held-out prompt is ever shown to a teacher. Fresh ta
 ``HEIDI_TASK_SOURCE`` fill the remaining slots; tasks answered in earlier rounds are not
 drawn again while others remain.
 
-Progress goes to the Core as ``@heidi`` lines (tasks planned, answers, token usage).
+Each task gets ``HEIDI_TEACHER_SAMPLES`` answers (sample 0..n-1); identical answers to
+one task are kept once. Model teachers store every answer in the response cache as it
+arrives (:mod:`heidi_engine.teacher_cache`), so a re-run after a crash, stop or timeout
+asks only for the answers still missing, and an answer is never paid for twice.
+
+Progress goes to the Core as ``@heidi`` lines (tasks planned, answers, cache hits, token
+usage and, with prices set, cost in millionths of the price unit as ``cost_micros``).
 A bad configuration exits with status 2 and a message naming the variable.
 """
 
@@ -31,7 +37,8 @@ from ..tasks import procedural
 from ..tasks.llm_gen import TOPICS, InventionError, invention_prompt, parse_invented_task
 from ..tasks.model import Task, TaskFileError, load_task_file
 from ..tasks.sources import check_task_source, eval_task_ids, select_file_tasks
-from ..teachers import Answer, Teacher, make_teacher
+from ..teacher_cache import CacheError
+from ..teachers import Answer, Request, Teacher, make_teacher
 from ..telemetry import emit_event, progress
 from .common import RoundPaths, StageContext, run_stage
 
@@ -138,9 +145,13 @@ def plan_fresh(
 
 
 class Progress:
-    def __init__(self, total: int) -> None:
+    """Reports answers as they come; ``prices`` (per million prompt / completion tokens)
+    turn the tokens paid for now (not those of cached answers) into ``cost_micros``."""
+
+    def __init__(self, total: int, prices: tuple[float, float] = (0.0, 0.0)) -> None:
         self.total = total
         self.done = 0
+        self.prices = prices
 
     def report(self, answers: Sequence[Answer], what: str) -> None:
         ok = sum(1 for a in answers if a.ok)
@@ -148,29 +159,42 @@ class Progress:
         counters = {"teacher_answers": ok}
         if len(answers) - ok:
             counters["teacher_errors"] = len(answers) - ok
+        hits = sum(1 for a in answers if a.cached)
+        if hits:
+            counters["teacher_cache_hits"] = hits
+        paid = [a for a in answers if not a.cached]
         usage = {
-            "prompt_tokens": sum(a.prompt_tokens for a in answers),
-            "completion_tokens": sum(a.completion_tokens for a in answers),
+            "prompt_tokens": sum(a.prompt_tokens for a in paid),
+            "completion_tokens": sum(a.completion_tokens for a in paid),
         }
+        usage["cost_micros"] = round(
+            usage["prompt_tokens"] * self.prices[0] + usage["completion_tokens"] * self.prices[1]
+        )
         progress(
-            f"{what} {self.done}/{self.total}",
+            f"{what} {self.done}/{self.total}" + (f" ({hits} from the cache)" if hits else ""),
             counters_delta=counters,
             usage_delta={k: v for k, v in usage.items() if v},
         )
 
 
-def answer_tasks(teacher: Teacher, tasks: list[Task], meter: Progress) -> list[Answer]:
-    answers: list[Answer] = []
-    for start in range(0, len(tasks), teacher.batch_size):
-        chunk = teacher.answer(tasks[start : start + teacher.batch_size])
-        answers.extend(chunk)
-        meter.report(chunk, "answered")
-    return answers
+def answer_tasks(
+    teacher: Teacher, tasks: list[Task], meter: Progress, samples: int = 1
+) -> list[list[Answer]]:
+    """``samples`` answers per task, grouped by task."""
+    per_task: list[list[Answer]] = []
+    step = max(1, teacher.batch_size // samples)
+    for start in range(0, len(tasks), step):
+        chunk = tasks[start : start + step]
+        replies = teacher.answer(chunk, samples)
+        per_task.extend(replies[i * samples : (i + 1) * samples] for i in range(len(chunk)))
+        meter.report(replies, "answered")
+    return per_task
 
 
 def invent_tasks(
     teacher: Teacher, slots: list[Invention], meter: Progress, seed: str
 ) -> list[Answered | None]:
+    # Each slot's request is keyed by the round and the slot (its cache identity).
     """Fill each slot with a teacher-invented task (None when every attempt failed)."""
     results: list[Answered | None] = [None] * len(slots)
     pending = list(range(len(slots)))
@@ -191,7 +215,9 @@ def invent_tasks(
         still: list[int] = []
         for start in range(0, len(pending), teacher.batch_size):
             chunk = pending[start : start + teacher.batch_size]
-            replies = teacher.write([prompts[i] for i in chunk])
+            replies = teacher.write(
+                [Request(prompts[i], f"llm_gen:{seed}:slot{i}", structured=True) for i in chunk]
+            )
             meter.report(replies, "invented")
             for i, reply in zip(chunk, replies, strict=False):
                 try:
@@ -239,7 +265,11 @@ def build_samples(items: Sequence[Answered], teacher: Teacher, round: int) -> li
             "entry_point": item.task.entry_point,
             "teacher": teacher.name,
             "round": round,
-            "metadata": item.task.metadata,
+            "metadata": (
+                {**item.task.metadata, "sample": item.answer.sample}
+                if item.answer.sample
+                else item.task.metadata
+            ),
         }
         for index, item in enumerate(items)
     ]
@@ -278,20 +308,25 @@ def run(ctx: StageContext) -> int:
             counters_delta=counters,
         )
 
-        meter = Progress(len(plan))
+        samples = int(config.teacher_samples)  # type: ignore[attr-defined]
+        prices = (config.teacher_price_prompt, config.teacher_price_completion)  # type: ignore[attr-defined]
         tasks = [item for item, _ in plan if isinstance(item, Task)]
         slots = [item for item, _ in plan if isinstance(item, Invention)]
-        answers = iter(answer_tasks(teacher, tasks, meter))
+        meter = Progress(len(tasks) * samples + len(slots), prices)
+        answers = iter(answer_tasks(teacher, tasks, meter, samples))
         inventions = iter(invent_tasks(teacher, slots, meter, seed))
         items: list[Answered] = []
         lost = 0
         for item, origin in plan:
             if isinstance(item, Task):
-                reply = next(answers)
-                if reply.ok:
-                    items.append(Answered(item, reply, origin, teacher_instruction(item)))
-                else:
+                distinct: dict[str, Answer] = {}  # the same answer twice is kept once
+                for reply in next(answers):
+                    if reply.ok:
+                        distinct.setdefault(reply.completion, reply)
+                if not distinct:
                     lost += 1
+                for reply in distinct.values():
+                    items.append(Answered(item, reply, origin, teacher_instruction(item)))
             else:
                 invented = next(inventions)
                 if invented is None:
@@ -321,7 +356,7 @@ def run(ctx: StageContext) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return run_stage("generate", run, argv, config_errors=(TaskFileError,),
+    return run_stage("generate", run, argv, config_errors=(TaskFileError, CacheError),
                      input_errors=(ValueError, RuntimeError))
 
 if __name__ == "__main__":

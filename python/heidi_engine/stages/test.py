@@ -6,6 +6,8 @@ time, and writes
 ``data/tested_round_N.jsonl`` (passed), ``data/test_failed_round_N.jsonl``
 (``reject_reason`` ``test_failed``, or ``no_tests`` when there is nothing to run) and
 the train/val split of the passing samples. Both outcome files carry ``test_result``.
+With several teacher samples per task, at most ``HEIDI_TEACHER_KEEP_PER_TASK`` passing
+answers of a task go on (the first ones, in file order); failing ones are all recorded.
 Exits 2, writing nothing, when the sandbox level cannot be enforced here.
 """
 
@@ -81,6 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             record["reject_reason"] = "test_failed"
             failed.append(record)
+    tested, surplus = keep_per_task(tested, config.teacher_keep_per_task)
     write_jsonl_atomic(paths.tested, tested)
     write_jsonl_atomic(paths.test_failed, failed)
     write_split(paths, tested, config.val_ratio, config.seed)
@@ -88,8 +91,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     progress(f"test round {ctx.round}: {len(samples)} samples, passed {len(tested)}, "
              f"failed {len(failed) - no_tests}, no tests {no_tests}",
              counters_delta={"tests_passed": len(tested), "tests_failed": len(failed) - no_tests,
-                             "tests_missing": no_tests})
+                             "tests_missing": no_tests,
+                             **({"tests_passed_surplus": surplus} if surplus else {})})
     return 0
+
+
+def keep_per_task(passed: list[dict], k: int) -> tuple[list[dict], int]:
+    """The first ``k`` passing samples of each task, and how many were left out."""
+    seen: dict[str, int] = {}
+    kept = []
+    for record in passed:
+        task = str(record.get("task_id", ""))
+        seen[task] = seen.get(task, 0) + 1
+        if seen[task] <= k:
+            kept.append(record)
+    return kept, len(passed) - len(kept)
 
 
 if __name__ == "__main__":

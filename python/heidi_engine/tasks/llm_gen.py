@@ -86,7 +86,9 @@ def _lookup(obj: dict, role: str) -> str:
 
 
 def _json_object(text: str) -> dict | None:
-    candidates = [code for lang, code in code_blocks(text) if lang in ("json", "")]
+    # A structured reply (response_format json_object) is the object itself.
+    candidates = [text.strip()] if text.lstrip().startswith("{") else []
+    candidates += [code for lang, code in code_blocks(text) if lang in ("json", "")]
     if "{" in text:
         candidates.append(text[text.index("{") : text.rindex("}") + 1])
     for candidate in candidates:

@@ -101,9 +101,17 @@ def neardup_text(sample: dict) -> str:
 
 
 def task_identity(sample: dict) -> str | None:
-    """The task id when it names a distinct task by construction (procedural), else None."""
+    """The task id when it names a distinct task by construction (procedural), else None.
+    Teacher samples 1, 2, ... of a task (``metadata.sample``) are identities of their own,
+    so the distinct answers a task was sampled for are not near duplicates of each other."""
     task_id = sample.get("task_id")
-    return task_id if isinstance(task_id, str) and is_procedural_id(task_id) else None
+    if not isinstance(task_id, str) or not is_procedural_id(task_id):
+        return None
+    metadata = sample.get("metadata")
+    index = metadata.get("sample") if isinstance(metadata, dict) else None
+    if isinstance(index, int) and not isinstance(index, bool) and index > 0:
+        return f"{task_id}#{index}"
+    return task_id
 
 
 @dataclass
