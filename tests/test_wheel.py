@@ -123,7 +123,7 @@ def test_installed_binaries_load_only_policy_and_bundled_libraries(wheel, instal
                 pytest.fail(f"{binary.name}: {line.strip()}")
             if not target or name in allowed:  # vdso, the loader, or a policy library
                 continue
-            path = Path(target.split(" (")[0])
+            path = Path(target.split(" (")[0]).resolve()
             assert path.parent == bundled, f"{binary.name} loads {name} from {path}, outside the wheel"
 
 
