@@ -5,7 +5,7 @@
 # 1. `pip wheel` builds heidi_cpp and heidid (scikit-build-core + CMake) against this
 #    machine's C++ libraries (see third_party/HeidiDependencies.cmake for what they are).
 # 2. `auditwheel repair` copies every shared library they load that the manylinux policy
-#    does not guarantee (cpp-httplib, toml++, OpenSSL, zlib, brotli) into the wheel under
+#    does not guarantee (cpp-httplib, toml++, OpenSSL, brotli) into the wheel under
 #    heidi_engine.libs/, renamed so they cannot clash with other copies, and points the
 #    module's RPATH at them. heidid, an ELF executable, moves to heidi_engine.scripts/ and
 #    the scripts directory gets a small launcher that execs it (an installed script has no
