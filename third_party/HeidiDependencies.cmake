@@ -1,5 +1,7 @@
-# System C++ dependencies. Nothing is vendored: each is found on the system and a
-# missing one stops the configure step naming the Debian package that provides it.
+# C++ dependencies. Nothing is vendored. nlohmann/json is found on the system or, failing
+# that, in the `nlohmann-json` PyPI package (a build requirement, so `pip install .` gets
+# it); the others exist only as system packages, and a missing one stops the configure
+# step naming the Debian package that provides it.
 find_package(Threads REQUIRED)
 
 find_package(OpenSSL 3 QUIET COMPONENTS Crypto)
@@ -9,12 +11,25 @@ endif()
 add_library(heidi::openssl_crypto INTERFACE IMPORTED)
 target_link_libraries(heidi::openssl_crypto INTERFACE OpenSSL::Crypto)
 
-find_package(nlohmann_json 3.10 QUIET)
-if(NOT nlohmann_json_FOUND)
-  message(FATAL_ERROR "nlohmann/json not found: apt-get install nlohmann-json3-dev")
-endif()
 add_library(heidi::nlohmann_json INTERFACE IMPORTED)
-target_link_libraries(heidi::nlohmann_json INTERFACE nlohmann_json::nlohmann_json)
+find_package(nlohmann_json 3.10 QUIET)
+if(nlohmann_json_FOUND)
+  target_link_libraries(heidi::nlohmann_json INTERFACE nlohmann_json::nlohmann_json)
+else()
+  if(NOT Python_EXECUTABLE)
+    find_package(Python 3.10 QUIET COMPONENTS Interpreter)
+  endif()
+  if(Python_EXECUTABLE)
+    execute_process(
+      COMMAND "${Python_EXECUTABLE}" -c "import importlib.util, pathlib; spec = importlib.util.find_spec('nlohmann_json'); print(pathlib.Path(next(iter(spec.submodule_search_locations)), 'include') if spec else '')"
+      OUTPUT_VARIABLE _nlohmann_pypi_include OUTPUT_STRIP_TRAILING_WHITESPACE ERROR_QUIET)
+  endif()
+  if(NOT _nlohmann_pypi_include OR NOT EXISTS "${_nlohmann_pypi_include}/nlohmann/json.hpp")
+    message(FATAL_ERROR "nlohmann/json not found: pip install nlohmann-json (pip install . does this) or apt-get install nlohmann-json3-dev")
+  endif()
+  message(STATUS "nlohmann/json from the nlohmann-json Python package: ${_nlohmann_pypi_include}")
+  target_include_directories(heidi::nlohmann_json INTERFACE "${_nlohmann_pypi_include}")
+endif()
 
 find_package(tomlplusplus 3 QUIET)
 if(NOT tomlplusplus_FOUND)

