@@ -7,12 +7,14 @@ import pytest
 from heidi_engine.errors import ConfigError
 
 ALL_KEYS = (
-    "base_model, batch_size, eval_task_file, fake_time, fsync, grad_accum, lora_alpha, lora_r, lr, "
-    "mock_subprocesses, out_dir, pipeline_mode, python, rounds, run_id, run_unit_tests, "
-    "samples_per_round, sandbox_memory_mb, sandbox_timeout_s, sandbox_workers, seed, seq_len, "
-    "stage_cmd_eval, stage_cmd_generate, stage_cmd_test, stage_cmd_train, stage_cmd_validate, "
-    "stage_timeout_s, task_file, task_source, teacher, teacher_api_key_env, teacher_base_url, "
-    "teacher_concurrency, teacher_model, train_steps, val_ratio"
+    "base_model, batch_size, chat_template, eval_task_file, fake_time, fsync, grad_accum, "
+    "gradient_checkpointing, lora_alpha, lora_r, lr, mock_subprocesses, out_dir, "
+    "pipeline_mode, python, qlora, report_to, rounds, run_id, run_unit_tests, "
+    "samples_per_round, sandbox_memory_mb, sandbox_timeout_s, sandbox_workers, save_steps, "
+    "seed, seq_len, stage_cmd_eval, stage_cmd_generate, stage_cmd_test, stage_cmd_train, "
+    "stage_cmd_validate, stage_timeout_s, task_file, task_source, teacher, "
+    "teacher_api_key_env, teacher_base_url, teacher_concurrency, teacher_model, "
+    "train_launcher, train_packing, train_precision, train_steps, val_ratio"
 )
 
 DEFAULT_ENV = {
@@ -50,6 +52,14 @@ DEFAULT_ENV = {
     "SEQ_LEN": "384",
     "BATCH_SIZE": "4",
     "GRAD_ACCUM": "1",
+    "HEIDI_TRAIN_PRECISION": "auto",
+    "HEIDI_QLORA": "auto",
+    "HEIDI_CHAT_TEMPLATE": "auto",
+    "HEIDI_TRAIN_PACKING": "0",
+    "HEIDI_GRADIENT_CHECKPOINTING": "0",
+    "HEIDI_SAVE_STEPS": "10",
+    "HEIDI_REPORT_TO": "tensorboard",
+    "HEIDI_TRAIN_LAUNCHER": "",
     "HEIDI_SANDBOX_TIMEOUT_S": "10.0",
     "HEIDI_SANDBOX_MEMORY_MB": "1024",
     "HEIDI_SANDBOX_WORKERS": "0",
