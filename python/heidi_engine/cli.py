@@ -648,7 +648,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
           + (f" ({cuda['error']})" if "error" in cuda else ""))
     print(f"qlora (4-bit)  {'yes' if report['qlora'] else 'no (needs CUDA and bitsandbytes; LoRA is used)'}")
     for name, path in report["training"].items():
-        print(f"train {name:<9}{'yes' if path['ok'] else 'no '}  {path['detail']}")
+        print(f"train {name:<10}{'yes' if path['ok'] else 'no '} {path['detail']}")
     sandbox = report["sandbox"]
     if "error" in sandbox:
         print(f"sandbox        unknown ({sandbox['error']})")
