@@ -368,3 +368,26 @@ def test_smollm2_gguf_loads_and_writes_code():
     )
     out = ml.generate(model, tok, [text], 40)[0]
     assert "def is_even" in out and "%" in out
+
+
+@pytest.mark.ml
+@pytest.mark.slow
+def test_sft_training_on_smollm2_in_its_chat_format(tmp_path):
+    from heidi_engine.ml import trainer
+    from heidi_engine.ml.formatting import chat_enabled, model_prompt
+    from heidi_engine.stages.train import training_pair
+    from heidi_engine.tasks import procedural
+
+    model, tok = ml.load_model("smollm2")
+    assert chat_enabled(tok, "auto")  # the instruct model's template comes with the GGUF
+    pairs = [training_pair({"prompt": t.prompt, "completion": t.canonical_solution})
+             for t in procedural.generate(5, 4, "train")]
+    examples = [lora.encode_example(tok, model_prompt(tok, p, True), c, 256) for p, c in pairs]
+    assert all(e.input_ids[-1] == tok.eos_token_id for e in examples)
+    peft_model = lora.new_lora_adapter(model, r=8, alpha=16)
+    before = lora.mean_loss(peft_model, examples, tok.pad_token_id)
+    result = trainer.train(peft_model, tok, examples,
+                           settings(steps=3, lr=2e-3, batch_size=2, seq_len=256),
+                           tmp_path / "ckpt")
+    assert len(result.records) == 3
+    assert lora.mean_loss(peft_model, examples, tok.pad_token_id) < before
