@@ -223,7 +223,7 @@ def test_the_trainer_puts_the_loss_on_completion_tokens_only(tmp_path):
     batch = next(iter(sft.get_train_dataloader()))
     rows = {tuple(ids[mask.bool()].tolist()): labels[mask.bool()].tolist()
             for ids, mask, labels in zip(batch["input_ids"], batch["attention_mask"],
-                                         batch["labels"])}
+                                         batch["labels"], strict=True)}
     assert rows == {tuple(e.input_ids): e.labels for e in examples}
     assert all(lora.IGNORE_INDEX in labels for labels in rows.values())
 

@@ -65,7 +65,8 @@ def encode_samples(
     examples = []
     for sample in samples:
         prompt, completion = training_pair(sample)
-        example = encode_example(tokenizer, model_prompt(tokenizer, prompt, chat), completion, seq_len)
+        shown = model_prompt(tokenizer, prompt, chat)
+        example = encode_example(tokenizer, shown, completion, seq_len)
         if example is not None:
             examples.append(example)
     return examples, len(samples) - len(examples)
