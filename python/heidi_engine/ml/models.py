@@ -178,11 +178,22 @@ def load_model(
                     "at it"
                 ) from exc
             raise _bad_model(base_model, f"cannot be loaded: {exc}") from exc
+        if source.kind == "gguf":
+            _forget_gguf_quantization(model)
     _ensure_pad_token(tokenizer)
     if not quantize_4bit:
         model = model.to(device)
     model.eval()
     return model, tokenizer
+
+
+def _forget_gguf_quantization(model: Any) -> None:
+    """A GGUF checkpoint is dequantised to float32 on load, yet transformers still marks
+    the model as GGUF-quantised, and its trainer refuses such a model. It is a plain
+    float32 model: drop the mark."""
+    model.hf_quantizer = None
+    if getattr(model.config, "quantization_config", None) is not None:
+        del model.config.quantization_config
 
 
 def cuda_device_index() -> int:
