@@ -191,9 +191,13 @@ def _forget_gguf_quantization(model: Any) -> None:
     """A GGUF checkpoint is dequantised to float32 on load, yet transformers still marks
     the model as GGUF-quantised, and its trainer refuses such a model. It is a plain
     float32 model: drop the mark."""
-    model.hf_quantizer = None
-    if getattr(model.config, "quantization_config", None) is not None:
-        del model.config.quantization_config
+    quantizer = getattr(model, "hf_quantizer", None)
+    if quantizer is not None:
+        quantizer.remove_quantization_config(model)
+    for module in model.modules():
+        config = getattr(module, "config", None)
+        if getattr(config, "_is_quantized", False):
+            config._is_quantized = False
 
 
 def cuda_device_index() -> int:
