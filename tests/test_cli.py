@@ -201,7 +201,10 @@ def test_doctor_reports_backends_and_libraries():
     assert report["backend"] == "python"
     assert set(report["packages"]) >= {"torch", "transformers", "peft", "bitsandbytes"}
     assert "isolation" in report["sandbox"] or "error" in report["sandbox"]
-    assert heidi("doctor", env=cli_env()).returncode == 0
+    assert set(report["training"]) == {"cpu_lora", "gpu_lora", "qlora", "multi_gpu"}
+    text = heidi("doctor", env=cli_env())
+    assert text.returncode == 0 and "train cpu_lora" in text.stdout
+
 
 
 # ----- a corrupt, foreign or unreadable run directory -----------------------------------

@@ -7,17 +7,18 @@ import pytest
 from heidi_engine.errors import ConfigError
 
 ALL_KEYS = (
-    "base_model, batch_size, dev_tasks, eval_file_limit, eval_samples, eval_task_file, "
-    "eval_temperature, fake_time, fsync, grad_accum, lora_alpha, lora_r, lr, "
-    "mock_subprocesses, out_dir, pipeline_mode, python, rounds, run_id, run_unit_tests, "
-    "samples_per_round, sandbox, sandbox_memory_mb, sandbox_timeout_s, sandbox_workers, seed, seq_len, "
-    "stage_cmd_eval, stage_cmd_generate, stage_cmd_test, stage_cmd_train, stage_cmd_validate, "
-    "stage_timeout_s, task_file, task_source, teacher, teacher_api_key_env, teacher_base_url, "
-    "teacher_cache, teacher_cache_file, teacher_concurrency, teacher_extra_body, "
-    "teacher_keep_per_task, teacher_max_tokens, teacher_model, teacher_price_completion, "
-    "teacher_price_prompt, teacher_response_format, teacher_rpm, teacher_samples, "
-    "teacher_system_prompt, teacher_temperature, teacher_token_field, teacher_top_p, "
-    "teacher_tpm, test_tasks, train_steps, val_ratio"
+    "base_model, batch_size, chat_template, dev_tasks, eval_file_limit, eval_samples, "
+    "eval_task_file, eval_temperature, fake_time, fsync, grad_accum, gradient_checkpointing, "
+    "lora_alpha, lora_r, lr, mock_subprocesses, out_dir, pipeline_mode, python, qlora, "
+    "report_to, rounds, run_id, run_unit_tests, samples_per_round, sandbox, sandbox_memory_mb, "
+    "sandbox_timeout_s, sandbox_workers, save_steps, seed, seq_len, stage_cmd_eval, "
+    "stage_cmd_generate, stage_cmd_test, stage_cmd_train, stage_cmd_validate, stage_timeout_s, "
+    "task_file, task_source, teacher, teacher_api_key_env, teacher_base_url, teacher_cache, "
+    "teacher_cache_file, teacher_concurrency, teacher_extra_body, teacher_keep_per_task, "
+    "teacher_max_tokens, teacher_model, teacher_price_completion, teacher_price_prompt, "
+    "teacher_response_format, teacher_rpm, teacher_samples, teacher_system_prompt, "
+    "teacher_temperature, teacher_token_field, teacher_top_p, teacher_tpm, test_tasks, "
+    "train_launcher, train_packing, train_precision, train_steps, val_ratio"
 )
 
 DEFAULT_ENV = {
@@ -75,6 +76,14 @@ DEFAULT_ENV = {
     "SEQ_LEN": "384",
     "BATCH_SIZE": "4",
     "GRAD_ACCUM": "1",
+    "HEIDI_TRAIN_PRECISION": "auto",
+    "HEIDI_QLORA": "auto",
+    "HEIDI_CHAT_TEMPLATE": "auto",
+    "HEIDI_TRAIN_PACKING": "0",
+    "HEIDI_GRADIENT_CHECKPOINTING": "0",
+    "HEIDI_SAVE_STEPS": "10",
+    "HEIDI_REPORT_TO": "tensorboard",
+    "HEIDI_TRAIN_LAUNCHER": "",
     "HEIDI_SANDBOX_TIMEOUT_S": "10.0",
     "HEIDI_SANDBOX_MEMORY_MB": "1024",
     "HEIDI_SANDBOX_WORKERS": "0",

@@ -172,48 +172,182 @@ def test_batched_loss_equals_the_unpadded_per_example_loss():
     assert batched == pytest.approx(total / count, rel=1e-5)
 
 
-@pytest.mark.ml
-def test_lora_training_lowers_the_loss():
-    model, tok = ml.load_model("tiny", seed=0, tokenizer_texts=CODE)
-    examples = [
-        lora.encode_example(tok, text.split("\n", 1)[0] + "\n", text.split("\n", 1)[1], 64)
-        for text in CODE
+def tiny_examples(tok, texts=CODE, seq_len=64):
+    return [
+        lora.encode_example(tok, text.split("\n", 1)[0] + "\n", text.split("\n", 1)[1], seq_len)
+        for text in texts
     ]
+
+
+def settings(**overrides):
+    from heidi_engine.ml.trainer import TrainSettings
+
+    values = dict(steps=30, lr=1e-2, batch_size=4, grad_accum=1, seed=0, seq_len=64,
+                  precision="fp32")
+    return TrainSettings(**{**values, **overrides})
+
+
+@pytest.mark.ml
+def test_sft_training_lowers_the_completion_loss(tmp_path):
+    from heidi_engine.ml import trainer
+
+    model, tok = ml.load_model("tiny", seed=0, tokenizer_texts=CODE)
+    examples = tiny_examples(tok)
     peft_model = lora.new_lora_adapter(model, r=8, alpha=16)
     before = lora.mean_loss(peft_model, examples, tok.pad_token_id)
-    steps = []
-    records = lora.train_lora(
-        peft_model, examples, steps=40, lr=1e-2, batch_size=4, grad_accum=1, seed=0,
-        pad_token_id=tok.pad_token_id, on_step=steps.append,
-    )
+    seen = []
+    result = trainer.train(peft_model, tok, examples, settings(steps=20, lr=2e-2),
+                           tmp_path / "ckpt", on_step=seen.append)
     after = lora.mean_loss(peft_model, examples, tok.pad_token_id)
-    assert [r.step for r in records] == list(range(1, 41)) and steps == records
+    assert [r.step for r in result.records] == list(range(1, 21))
+    assert [r.step for r in seen] == list(range(1, 21))
+    assert all(r.seconds > 0 and r.tokens > 0 for r in result.records)
+    assert result.resumed_at_step == 0 and result.world_size == 1
     assert after < before - 0.5  # nats per completion token
-    assert records[-1].loss < records[0].loss
+    assert result.records[-1].loss < result.records[0].loss
     # Only the adapter trains: the base weights are frozen.
     trainable = [n for n, p in peft_model.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in n for n in trainable)
 
 
 @pytest.mark.ml
-def test_training_is_deterministic_by_seed():
-    def run(seed):
+def test_the_trainer_puts_the_loss_on_completion_tokens_only(tmp_path):
+    """The batches TRL builds from the examples have labels on the completion only."""
+    from heidi_engine.ml import trainer
+
+    model, tok = ml.load_model("tiny", seed=0, tokenizer_texts=CODE)
+    examples = tiny_examples(tok)
+    peft_model = lora.new_lora_adapter(model, r=8, alpha=16)
+    sft = trainer.make_trainer(peft_model, tok, examples,
+                               trainer.training_arguments(settings(), tmp_path / "ckpt"))
+    batch = next(iter(sft.get_train_dataloader()))
+    rows = {tuple(ids[mask.bool()].tolist()): labels[mask.bool()].tolist()
+            for ids, mask, labels in zip(batch["input_ids"], batch["attention_mask"],
+                                         batch["labels"], strict=True)}
+    assert rows == {tuple(e.input_ids): e.labels for e in examples}
+    assert all(lora.IGNORE_INDEX in labels for labels in rows.values())
+
+
+@pytest.mark.ml
+def test_training_is_deterministic_by_seed(tmp_path):
+    from heidi_engine.ml import trainer
+
+    def run(seed, name):
         model, tok = ml.load_model("tiny", seed=0, tokenizer_texts=CODE)
         examples = [lora.encode_example(tok, "", text, 64) for text in CODE]
         peft_model = lora.new_lora_adapter(model, r=4, alpha=8, seed=1)
-        return [r.loss for r in lora.train_lora(
-            peft_model, examples, steps=5, lr=1e-2, batch_size=2, grad_accum=2, seed=seed,
-            pad_token_id=tok.pad_token_id)]
+        result = trainer.train(peft_model, tok, examples,
+                               settings(steps=5, batch_size=2, grad_accum=2, seed=seed),
+                               tmp_path / name)
+        return [r.loss for r in result.records]
 
-    assert run(7) == run(7)
-    assert run(7) != run(8)
+    assert run(7, "a") == run(7, "b")
+    assert run(7, "c") != run(8, "d")
 
 
-def test_lr_schedule_warms_up_then_decays():
-    rates = [lora.lr_at(step, 20, 1.0) for step in range(20)]
-    assert rates[0] == 0.5 and rates[1] == 1.0
-    assert all(a >= b for a, b in zip(rates[1:], rates[2:]))
-    assert rates[-1] > 0
+@pytest.mark.ml
+def test_packing_gradient_checkpointing_and_accumulation_train(tmp_path):
+    from heidi_engine.ml import trainer
+
+    model, tok = ml.load_model("tiny", seed=0, tokenizer_texts=CODE)
+    examples = tiny_examples(tok)
+    peft_model = lora.new_lora_adapter(model, r=8, alpha=16)
+    before = lora.mean_loss(peft_model, examples, tok.pad_token_id)
+    result = trainer.train(
+        peft_model, tok, examples,
+        settings(steps=12, lr=2e-2, batch_size=2, grad_accum=2, packing=True,
+                 gradient_checkpointing=True),
+        tmp_path / "ckpt",
+    )
+    assert len(result.records) == 12
+    assert lora.mean_loss(peft_model, examples, tok.pad_token_id) < before - 0.3
+
+
+@pytest.mark.ml
+def test_checkpoints_of_another_run_or_incomplete_are_not_resumed(tmp_path):
+    from heidi_engine.io import write_json_atomic
+    from heidi_engine.ml import trainer
+
+    ckpt = tmp_path / "ckpt"
+    (ckpt / "checkpoint-5").mkdir(parents=True)
+    (ckpt / "checkpoint-10").mkdir()
+    write_json_atomic(ckpt / trainer.RUN_KEY_FILE, {"a": 1})
+    write_json_atomic(ckpt / "checkpoint-5" / trainer.COMPLETE_MARKER, {"step": 5})
+    assert trainer.latest_checkpoint(ckpt, {"a": 1}, clean=False) == ckpt / "checkpoint-5"
+    assert (ckpt / "checkpoint-10").is_dir()  # without clean nothing is removed
+    assert trainer.latest_checkpoint(ckpt, {"a": 1}) == ckpt / "checkpoint-5"
+    assert not (ckpt / "checkpoint-10").exists()  # incomplete: removed
+    assert trainer.latest_checkpoint(ckpt, {"a": 2}) is None  # another run
+    assert not ckpt.exists()
+
+
+@pytest.mark.ml
+def test_precision_follows_the_device():
+    import torch
+
+    from heidi_engine.ml.trainer import resolve_precision
+
+    if torch.cuda.is_available():
+        expected = "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        assert resolve_precision("auto") == expected
+    else:
+        assert resolve_precision("auto") == "fp32"
+        with pytest.raises(ConfigError, match="HEIDI_TRAIN_PRECISION: 'fp16'.*needs a CUDA GPU"):
+            resolve_precision("fp16")
+    assert resolve_precision("fp32") == "fp32"
+
+
+def test_report_targets():
+    from heidi_engine.ml.trainer import report_targets
+
+    assert report_targets("tensorboard") == ("tensorboard",)
+    assert report_targets(" wandb, mlflow ") == ("wandb", "mlflow")
+    assert report_targets("none") == report_targets("") == ()
+
+
+@pytest.mark.ml
+def test_chat_template_is_one_helper_for_train_and_eval():
+    from heidi_engine.ml.formatting import chat_enabled, model_prompt
+    from heidi_engine.prompts import SYSTEM_PROMPT
+
+    tok = train_tiny_tokenizer(CODE)
+    assert not chat_enabled(tok, "auto")
+    assert model_prompt(tok, "def f():\n", chat=False) == "def f():\n"
+    with pytest.raises(ConfigError, match="HEIDI_CHAT_TEMPLATE: 'on'.*no chat template"):
+        chat_enabled(tok, "on")
+    tok.chat_template = (
+        "{% for m in messages %}<{{ m['role'] }}>{{ m['content'] }}</s>{% endfor %}"
+        "{% if add_generation_prompt %}<assistant>{% endif %}"
+    )
+    assert chat_enabled(tok, "auto") and chat_enabled(tok, "on")
+    assert not chat_enabled(tok, "off")
+    text = model_prompt(tok, "def f():\n", chat=True)
+    assert text == f"<system>{SYSTEM_PROMPT}</s><user>def f():\n</s><assistant>"
+
+
+@pytest.mark.ml
+def test_qlora_says_why_it_is_impossible(tmp_path):
+    import torch
+
+    from heidi_engine.ml.models import qlora_unavailable_reason
+
+    assert "not a transformers checkpoint" in qlora_unavailable_reason("tiny")
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    (model_dir / "config.json").write_text("{}")
+    why = qlora_unavailable_reason(str(model_dir))
+    if not torch.cuda.is_available():
+        assert why == "no CUDA GPU is available"
+    with pytest.raises(ConfigError, match="4-bit loading of 'tiny' is impossible"):
+        ml.load_model("tiny", tokenizer_texts=CODE, quantize_4bit=True)
+
+
+def test_training_paths_are_reported():
+    from heidi_engine.ml.trainer import training_paths
+
+    paths = training_paths()
+    assert set(paths) == {"cpu_lora", "gpu_lora", "qlora", "multi_gpu"}
+    assert all(isinstance(p["ok"], bool) and p["detail"] for p in paths.values())
 
 
 @pytest.mark.ml
@@ -234,3 +368,26 @@ def test_smollm2_gguf_loads_and_writes_code():
     )
     out = ml.generate(model, tok, [text], 40)[0]
     assert "def is_even" in out and "%" in out
+
+
+@pytest.mark.ml
+@pytest.mark.slow
+def test_sft_training_on_smollm2_in_its_chat_format(tmp_path):
+    from heidi_engine.ml import trainer
+    from heidi_engine.ml.formatting import chat_enabled, model_prompt
+    from heidi_engine.stages.train import training_pair
+    from heidi_engine.tasks import procedural
+
+    model, tok = ml.load_model("smollm2")
+    assert chat_enabled(tok, "auto")  # the instruct model's template comes with the GGUF
+    pairs = [training_pair({"prompt": t.prompt, "completion": t.canonical_solution})
+             for t in procedural.generate(5, 4, "train")]
+    examples = [lora.encode_example(tok, model_prompt(tok, p, True), c, 256) for p, c in pairs]
+    assert all(e.input_ids[-1] == tok.eos_token_id for e in examples)
+    peft_model = lora.new_lora_adapter(model, r=8, alpha=16)
+    before = lora.mean_loss(peft_model, examples, tok.pad_token_id)
+    result = trainer.train(peft_model, tok, examples,
+                           settings(steps=3, lr=2e-3, batch_size=2, seq_len=256),
+                           tmp_path / "ckpt")
+    assert len(result.records) == 3
+    assert lora.mean_loss(peft_model, examples, tok.pad_token_id) < before

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
+import sys
 
 import pytest
 
@@ -82,6 +85,11 @@ def test_train_writes_adapter_and_metrics(run_dir, capsys):
     assert metrics["train_loss"] < metrics["train_loss_first"]
     assert metrics["duration_s"] > 0
     assert set(metrics["timings"]) >= {"load_s", "train_s", "save_s"}
+    assert metrics["trainer"] == "trl.SFTTrainer" and metrics["precision"] == "fp32"
+    assert metrics["resumed_at_step"] == 0 and metrics["world_size"] == 1
+    # TensorBoard event files travel with the adapter; the checkpoints are gone.
+    assert list((lora_dir / "tensorboard").rglob("events.out.tfevents.*"))
+    assert not (run_dir / "out_lora" / "round_1.checkpoints").exists()
     events = heidi_lines(capsys.readouterr().out)
     steps = [e for e in events if e["message"].startswith("step ")]
     assert len(steps) == 6 and all(e["usage_delta"]["train_tokens"] > 0 for e in steps)
@@ -129,6 +137,133 @@ def test_round_two_continues_from_best_adapter_with_half_the_steps(run_dir):
     assert resumed["val_loss_before"] < fresh["val_loss_before"]
     assert (run_dir / "out_lora/round_2/tokenizer.json").read_bytes() == (
         run_dir / "out_lora/round_1/tokenizer.json").read_bytes()
+
+
+def stage_env(run_dir, **extra) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HEIDI_", "TRAIN_"))}
+    env.update({"BASE_MODEL": "tiny", "LR": "0.01", "SEQ_LEN": "256", "BATCH_SIZE": "2",
+                "SEED": "3", "HEIDI_FSYNC": "0", "PYTHONPATH": os.pathsep.join(sys.path)})
+    env.update(extra)
+    return env
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_a_killed_train_stage_resumes_from_its_last_checkpoint(run_dir, clean_env):
+    """SIGKILL mid-training, then a re-run: it continues from the newest complete
+    checkpoint, not from step 0, and ends where an uninterrupted run ends."""
+    write_round_data(run_dir, 1)
+    env = stage_env(run_dir, TRAIN_STEPS="10", HEIDI_SAVE_STEPS="3")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "heidi_engine.stages.train", "--round", "1", "--out-dir",
+         str(run_dir)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True)
+    killed_after = None
+    for line in proc.stdout:
+        steps = [e for e in heidi_lines(line) if e["message"].startswith("step ")]
+        if steps and steps[0]["message"].startswith("step 5/"):
+            proc.send_signal(signal.SIGKILL)
+            killed_after = 5
+            break
+    proc.wait()
+    proc.stdout.close()
+    assert killed_after == 5, "the stage ended before it could be killed"
+    checkpoints = run_dir / "out_lora" / "round_1.checkpoints"
+    assert (checkpoints / "checkpoint-3" / "heidi_complete.json").is_file()
+    assert not (checkpoints / "checkpoint-3" / "training_args.bin").exists()  # no pickle
+    assert not (run_dir / "out_lora" / "round_1").exists()
+
+    for key, value in env.items():
+        clean_env.setenv(key, value)
+    resumed = train_stage.run(ctx_for("train", run_dir, 1))
+    assert resumed["resumed_at_step"] >= 3 and resumed["steps"] == 10
+    assert len(resumed["losses"]) == 10
+    assert not checkpoints.exists()
+    uninterrupted = train_stage.run(ctx_for("train", run_dir, 1))
+    assert uninterrupted["resumed_at_step"] == 0
+    assert resumed["losses"] == pytest.approx(uninterrupted["losses"], rel=1e-4)
+    assert resumed["val_loss"] == pytest.approx(uninterrupted["val_loss"], rel=1e-4)
+
+
+def test_qlora_asked_for_where_impossible_fails_clearly(run_dir, clean_env, capsys):
+    write_round_data(run_dir, 1)
+    clean_env.setenv("HEIDI_QLORA", "on")  # tiny is no transformers checkpoint
+    assert train_stage.main(["--round", "1", "--out-dir", str(run_dir)]) == 2
+    err = capsys.readouterr().err
+    assert "invalid value for HEIDI_QLORA: 'on' (QLoRA is impossible here" in err
+    assert "not a transformers checkpoint" in err and "Traceback" not in err
+
+
+def test_a_missing_launcher_fails_clearly(run_dir, clean_env, capsys):
+    write_round_data(run_dir, 1)
+    clean_env.setenv("HEIDI_TRAIN_LAUNCHER", "no-such-launcher --nproc_per_node 2")
+    assert train_stage.main(["--round", "1", "--out-dir", str(run_dir)]) == 2
+    assert "HEIDI_TRAIN_LAUNCHER" in capsys.readouterr().err
+    assert train_stage.launcher_argv("torchrun --nproc_per_node 2", ["--round", "1"])[1:] == [
+        "--nproc_per_node", "2", "-m", "heidi_engine.stages.train", "--round", "1"]
+
+
+def cuda_devices() -> int:
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def launched_run(run_dir, launcher: str, **extra) -> dict:
+    env = stage_env(run_dir, TRAIN_STEPS="4", HEIDI_TRAIN_LAUNCHER=launcher, **extra)
+    done = subprocess.run(
+        [sys.executable, "-m", "heidi_engine.stages.train", "--round", "1", "--out-dir",
+         str(run_dir)], capture_output=True, text=True, env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    events = heidi_lines(done.stdout)
+    assert events[0]["message"].startswith("launching ")
+    # Rank 0 alone reports: one event per step.
+    assert [e["message"].split()[1] for e in events if e["message"].startswith("step ")] == [
+        "1/4", "2/4", "3/4", "4/4"]
+    return json.loads((run_dir / "out_lora/round_1/metrics.json").read_text())
+
+
+@pytest.mark.slow
+def test_two_process_launch_on_cpu(run_dir):
+    """torchrun with two CPU processes (gloo): the launcher path without a GPU."""
+    write_round_data(run_dir, 1)
+    metrics = launched_run(run_dir, "torchrun --nproc_per_node 2", CUDA_VISIBLE_DEVICES="")
+    assert metrics["world_size"] == 2 and metrics["device"] == "cpu"
+
+
+@pytest.mark.skipif("cuda_devices() < 2", reason="needs two CUDA GPUs")
+def test_two_gpu_launch(run_dir):
+    write_round_data(run_dir, 1)
+    metrics = launched_run(run_dir, "torchrun --nproc_per_node 2")
+    assert metrics["world_size"] == 2 and metrics["device"].startswith("cuda")
+    assert metrics["precision"] in ("bf16", "fp16")
+
+
+@pytest.mark.skipif("cuda_devices() < 1", reason="needs a CUDA GPU")
+def test_gpu_training_uses_mixed_precision(run_dir):
+    import torch
+
+    write_round_data(run_dir, 1)
+    metrics = train_stage.run(ctx_for("train", run_dir, 1))
+    assert metrics["device"].startswith("cuda")
+    assert metrics["precision"] == ("bf16" if torch.cuda.is_bf16_supported() else "fp16")
+    assert metrics["val_loss"] < metrics["val_loss_before"]
+
+
+@pytest.mark.skipif(
+    "cuda_devices() < 1 or __import__('importlib').util.find_spec('bitsandbytes') is None",
+    reason="needs a CUDA GPU and bitsandbytes (pip install 'heidi-engine[gpu]')")
+def test_qlora_trains_a_transformers_checkpoint(run_dir, clean_env, tmp_path):
+    # The tiny model saved as a transformers checkpoint directory is a 4-bit-loadable base.
+    tok = ml.models.train_tiny_tokenizer([s["prompt"] + s["completion"] for s in samples_for(1, 8)])
+    model = ml.models.build_tiny_model(tok, seed=3)
+    model.save_pretrained(tmp_path / "base")
+    tok.save_pretrained(tmp_path / "base")
+    clean_env.setenv("BASE_MODEL", str(tmp_path / "base"))
+    clean_env.setenv("HEIDI_QLORA", "on")
+    write_round_data(run_dir, 1)
+    metrics = train_stage.run(ctx_for("train", run_dir, 1))
+    assert metrics["method"] == "qlora" and metrics["gradient_checkpointing"] is True
+    assert metrics["val_loss"] < metrics["val_loss_before"]
 
 
 def test_resuming_with_another_base_model_is_refused(run_dir, clean_env, tmp_path):

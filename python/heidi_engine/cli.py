@@ -730,8 +730,8 @@ def doctor_report() -> dict[str, Any]:
         "heidid": find_heidid(),
         "python": sys.version.split()[0],
         "packages": {name: _package_version(name) for name in (
-            "torch", "transformers", "peft", "bitsandbytes", "safetensors", "gguf", "datasketch",
-            "pyarrow")},
+            "torch", "transformers", "peft", "trl", "accelerate", "bitsandbytes", "tensorboard",
+            "safetensors", "gguf", "datasketch", "pyarrow")},
     }
     cuda: dict[str, Any] = {"available": False}
     if report["packages"]["torch"]:
@@ -745,6 +745,12 @@ def doctor_report() -> dict[str, Any]:
             cuda["error"] = f"{type(exc).__name__}: {exc}"
     report["cuda"] = cuda
     report["qlora"] = bool(cuda["available"] and report["packages"]["bitsandbytes"])
+    try:
+        from .ml.trainer import training_paths
+
+        report["training"] = training_paths()
+    except Exception as exc:
+        report["training"] = {"error": {"ok": False, "detail": f"{type(exc).__name__}: {exc}"}}
     try:
         from . import sandbox
 
@@ -769,6 +775,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     print(f"cuda           {'available: ' + ', '.join(cuda.get('devices', [])) if cuda['available'] else 'not available'}"
           + (f" ({cuda['error']})" if "error" in cuda else ""))
     print(f"qlora (4-bit)  {'yes' if report['qlora'] else 'no (needs CUDA and bitsandbytes; LoRA is used)'}")
+    for name, path in report["training"].items():
+        print(f"train {name:<10}{'yes' if path['ok'] else 'no '} {path['detail']}")
     sandbox = report["sandbox"]
     if sandbox.get("isolation") is None:
         print(f"sandbox        REFUSES to run tests ({sandbox.get('error', 'unknown')})")

@@ -68,6 +68,14 @@ struct Config {
     std::int64_t seq_len = 384;
     std::int64_t batch_size = 4;
     std::int64_t grad_accum = 1;
+    std::string train_precision = "auto";
+    std::string qlora = "auto";
+    std::string chat_template = "auto";
+    bool train_packing = false;
+    bool gradient_checkpointing = false;
+    std::int64_t save_steps = 10;  // 0 = no checkpoints
+    std::string report_to = "tensorboard";
+    std::string train_launcher;
     double sandbox_timeout_s = 10.0;
     std::int64_t sandbox_memory_mb = 1024;
     std::int64_t sandbox_workers = 0;  // 0 = number of cores

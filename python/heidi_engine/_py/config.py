@@ -109,6 +109,15 @@ _FIELDS: tuple[_Field, ...] = (
     _Field("seq_len", "SEQ_LEN", "int", 384, minimum=16),
     _Field("batch_size", "BATCH_SIZE", "int", 4, minimum=1),
     _Field("grad_accum", "GRAD_ACCUM", "int", 1, minimum=1),
+    _Field("train_precision", "HEIDI_TRAIN_PRECISION", "choice", "auto",
+           choices=("auto", "fp32", "bf16", "fp16")),
+    _Field("qlora", "HEIDI_QLORA", "choice", "auto", choices=("auto", "on", "off")),
+    _Field("chat_template", "HEIDI_CHAT_TEMPLATE", "choice", "auto", choices=("auto", "on", "off")),
+    _Field("train_packing", "HEIDI_TRAIN_PACKING", "bool", False),
+    _Field("gradient_checkpointing", "HEIDI_GRADIENT_CHECKPOINTING", "bool", False),
+    _Field("save_steps", "HEIDI_SAVE_STEPS", "int", 10, minimum=0),
+    _Field("report_to", "HEIDI_REPORT_TO", "str", "tensorboard"),
+    _Field("train_launcher", "HEIDI_TRAIN_LAUNCHER", "str", ""),
     _Field("sandbox_timeout_s", "HEIDI_SANDBOX_TIMEOUT_S", "float", 10.0, float_ok=">0"),
     _Field("sandbox_memory_mb", "HEIDI_SANDBOX_MEMORY_MB", "int", 1024, minimum=64),
     _Field("sandbox_workers", "HEIDI_SANDBOX_WORKERS", "int", 0, minimum=0),
@@ -317,6 +326,14 @@ class Config:
     seq_len: int = 384
     batch_size: int = 4
     grad_accum: int = 1
+    train_precision: str = "auto"
+    qlora: str = "auto"
+    chat_template: str = "auto"
+    train_packing: bool = False
+    gradient_checkpointing: bool = False
+    save_steps: int = 10
+    report_to: str = "tensorboard"
+    train_launcher: str = ""
     sandbox_timeout_s: float = 10.0
     sandbox_memory_mb: int = 1024
     sandbox_workers: int = 0

@@ -1,15 +1,13 @@
-"""LoRA fine-tuning of a causal LM on (prompt, completion) pairs, loss on the completion.
+"""LoRA adapters and the completion loss of (prompt, completion) pairs.
 
-A plain training loop (AdamW, warm-up then linear decay, gradient accumulation) rather
-than the transformers ``Trainer``: it is small, deterministic by seed, and reports every
-step to the caller for live progress.
+Tokenisation of a pair (:func:`encode_example`), the adapter itself (new or loaded), and
+the token-weighted completion loss the train and eval stages report as ``val_loss``.
+The training loop is TRL's (:mod:`heidi_engine.ml.trainer`).
 """
 
 from __future__ import annotations
 
-import math
-import random
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -188,99 +186,3 @@ def load_lora_adapter(model: Any, adapter_dir: str, *, trainable: bool) -> Any:
             "ignore", message=".*is_gradient_checkpointing", category=FutureWarning
         )
         return PeftModel.from_pretrained(model, adapter_dir, is_trainable=trainable)
-
-
-def lr_at(step: int, total_steps: int, peak_lr: float) -> float:
-    """Linear warm-up over the first ~10% of steps, then linear decay towards zero."""
-    warmup = max(1, total_steps // 10)
-    if step < warmup:
-        return peak_lr * (step + 1) / warmup
-    remaining = total_steps - warmup
-    return peak_lr * max(0.0, (total_steps - step) / max(1, remaining))
-
-
-@dataclass
-class StepRecord:
-    step: int
-    loss: float
-    lr: float
-    tokens: int
-    seconds: float
-
-
-def train_lora(
-    model: Any,
-    examples: Sequence[Example],
-    *,
-    steps: int,
-    lr: float,
-    batch_size: int,
-    grad_accum: int,
-    seed: int,
-    pad_token_id: int,
-    on_step: Callable[[StepRecord], None] | None = None,
-) -> list[StepRecord]:
-    """Run ``steps`` optimiser steps of LoRA training; returns one record per step.
-
-    Each step consumes ``batch_size * grad_accum`` examples drawn from a seeded shuffle
-    that is reshuffled at every pass over the data; the loss of a step is the
-    token-weighted mean over its examples.
-    """
-    import time
-
-    import torch
-
-    if not examples:
-        raise ValueError("no training examples")
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
-    torch.manual_seed(seed)
-    rng = random.Random(seed)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
-    model.train()
-    order: list[int] = []
-    records: list[StepRecord] = []
-
-    def next_examples(n: int) -> list[Example]:
-        picked = []
-        while len(picked) < n:
-            if not order:
-                order.extend(range(len(examples)))
-                rng.shuffle(order)
-            picked.append(examples[order.pop()])
-        return picked
-
-    for step in range(steps):
-        started = time.perf_counter()
-        current_lr = lr_at(step, steps, lr)
-        for group in optimizer.param_groups:
-            group["lr"] = current_lr
-        micro_batches = [next_examples(batch_size) for _ in range(grad_accum)]
-        n_tokens = sum(
-            sum(1 for x in e.labels[1:] if x != IGNORE_INDEX) for b in micro_batches for e in b
-        )
-        step_loss = 0.0
-        for micro in micro_batches:
-            loss_sum, _ = _summed_loss(model, collate(micro, pad_token_id))
-            # Dividing by the step's token count makes the accumulated gradient the
-            # gradient of the token-weighted mean over the whole step.
-            (loss_sum / max(1, n_tokens)).backward()
-            step_loss += float(loss_sum.detach())
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        record = StepRecord(
-            step=step + 1,
-            loss=step_loss / max(1, n_tokens),
-            lr=current_lr,
-            tokens=n_tokens,
-            seconds=time.perf_counter() - started,
-        )
-        if not math.isfinite(record.loss):
-            raise FloatingPointError(f"training loss became {record.loss} at step {record.step}")
-        records.append(record)
-        if on_step is not None:
-            on_step(record)
-    model.eval()
-    return records

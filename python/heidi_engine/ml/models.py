@@ -138,12 +138,11 @@ def load_model(
     import torch
 
     _quiet_transformers()
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    if quantize_4bit and not supports_4bit(base_model):
-        raise ConfigError(
-            "4-bit loading needs CUDA, bitsandbytes and a transformers checkpoint, "
-            f"not {base_model!r}"
-        )
+    device = f"cuda:{cuda_device_index()}" if torch.cuda.is_available() else "cpu"
+    if quantize_4bit:
+        why = qlora_unavailable_reason(base_model)
+        if why is not None:
+            raise ConfigError(f"4-bit loading of {base_model!r} is impossible: {why}")
     if source.kind == TINY:
         tokenizer = _tiny_tokenizer(tokenizer_dir, tokenizer_texts)
         model = build_tiny_model(tokenizer, seed=seed)
@@ -160,10 +159,14 @@ def load_model(
         if quantize_4bit:
             from transformers import BitsAndBytesConfig
 
+            compute = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
             kwargs["quantization_config"] = BitsAndBytesConfig(
-                load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16
+                load_in_4bit=True,
+                bnb_4bit_quant_type="nf4",
+                bnb_4bit_use_double_quant=True,
+                bnb_4bit_compute_dtype=compute,
             )
-            kwargs["device_map"] = {"": 0}
+            kwargs["device_map"] = {"": cuda_device_index()}
         try:
             tokenizer = AutoTokenizer.from_pretrained(location, **kwargs)
             model = AutoModelForCausalLM.from_pretrained(location, dtype=torch.float32, **kwargs)
@@ -175,6 +178,8 @@ def load_model(
                     "at it"
                 ) from exc
             raise _bad_model(base_model, f"cannot be loaded: {exc}") from exc
+        if source.kind == "gguf":
+            _forget_gguf_quantization(model)
     _ensure_pad_token(tokenizer)
     if not quantize_4bit:
         model = model.to(device)
@@ -182,17 +187,45 @@ def load_model(
     return model, tokenizer
 
 
-def supports_4bit(base_model: str) -> bool:
-    """Whether QLoRA applies: a CUDA GPU, bitsandbytes, and a transformers checkpoint."""
+def _forget_gguf_quantization(model: Any) -> None:
+    """A GGUF checkpoint is dequantised to float32 on load, yet transformers still marks
+    the model as GGUF-quantised, and its trainer refuses such a model. It is a plain
+    float32 model: drop the mark."""
+    quantizer = getattr(model, "hf_quantizer", None)
+    if quantizer is not None:
+        quantizer.remove_quantization_config(model)
+    for module in model.modules():
+        config = getattr(module, "config", None)
+        if getattr(config, "_is_quantized", False):
+            config._is_quantized = False
+
+
+def cuda_device_index() -> int:
+    """This process's GPU: ``LOCAL_RANK`` under torchrun / accelerate launch, else 0."""
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def qlora_unavailable_reason(base_model: str) -> str | None:
+    """Why QLoRA (4-bit NF4 via bitsandbytes) cannot be used here, or None when it can."""
     import importlib.util
 
     import torch
 
-    return (
-        resolve_base_model(base_model).kind in ("dir", "hub")
-        and torch.cuda.is_available()
-        and importlib.util.find_spec("bitsandbytes") is not None
-    )
+    if resolve_base_model(base_model).kind not in ("dir", "hub"):
+        return (
+            f"BASE_MODEL {base_model!r} is not a transformers checkpoint (a model directory "
+            "or a Hugging Face id); GGUF files and 'tiny' cannot be loaded in 4 bits"
+        )
+    if not torch.cuda.is_available():
+        return "no CUDA GPU is available"
+    if importlib.util.find_spec("bitsandbytes") is None:
+        return "bitsandbytes is not installed (pip install 'heidi-engine[gpu]')"
+    return None
+
+
+def supports_4bit(base_model: str) -> bool:
+    """Whether QLoRA applies: a CUDA GPU, bitsandbytes, and a transformers checkpoint."""
+    return qlora_unavailable_reason(base_model) is None
 
 
 def _ensure_pad_token(tokenizer: Any) -> None:

@@ -60,13 +60,27 @@ class EvalInputError(HeidiError, ValueError):
     """The eval stage lacks an input (the adapter or the held-out tasks)."""
 
 
+FENCE = "```"
+
+
 def function_ended(generated: str) -> bool:
     """Whether a continuation of a function prompt has reached a top-level line."""
     return prompts.stop_at_toplevel(generated, "prompt") != generated
 
 
+def reply_ended(generated: str, chat: bool) -> bool:
+    """When to stop generating: a fenced answer at its closing fence; a continuation
+    at its first top-level line; a chat reply otherwise at end of turn (EOS)."""
+    if FENCE in generated:
+        return generated.count(FENCE) >= 2
+    return not chat and function_ended(generated)
+
+
 def completion_of(task: Task, generated: str) -> str:
-    """The code a generated continuation contributes after the task's prompt."""
+    """The code a generated continuation (or a fenced chat answer) contributes after the
+    task's prompt."""
+    if FENCE in generated:  # an instruct model's answer: read it like a teacher's
+        return prompts.extract_code(generated, task.entry_point, task.prompt)
     body = prompts.stop_at_toplevel(generated, task.prompt)
     return prompts.extract_code(body, task.entry_point, task.prompt)
 
@@ -186,10 +200,11 @@ def previous_dev_failures(out_dir: Path, this_round: int, baseline: dict) -> lis
     return [str(row["task_id"]) for row in rows if not row["passed"]]
 
 
-def baseline_key(config: object, sections: dict[str, list[Task]]) -> dict:
+def baseline_key(config: object, sections: dict[str, list[Task]], chat: bool = False) -> dict:
     """What the cached baseline depends on; a different key means it is recomputed."""
     return {
         "base_model": config.base_model,  # type: ignore[attr-defined]
+        "chat_template": chat,
         "seed": config.seed,  # type: ignore[attr-defined]
         "max_new_tokens": MAX_NEW_TOKENS,
         "eval_samples": config.eval_samples,  # type: ignore[attr-defined]
@@ -209,6 +224,7 @@ def load_baseline(path: Path, key: dict) -> dict | None:
 def run(ctx: StageContext) -> dict:
     """Evaluate one round; returns the report written to ``eval/report_round_N.json``."""
     from ..ml import adapters, configure_torch_threads, generate, load_model
+    from ..ml.formatting import chat_enabled, model_prompt
     from ..ml.lora import load_lora_adapter, mean_loss
     from .train import encode_samples
 
@@ -231,6 +247,7 @@ def run(ctx: StageContext) -> dict:
     load_started = time.perf_counter()
     base, tokenizer = load_model(config.base_model, seed=config.seed, tokenizer_dir=adapter_dir)
     model = load_lora_adapter(base, str(adapter_dir), trainable=False)
+    chat = chat_enabled(tokenizer, config.chat_template)
     timings["load_s"] = time.perf_counter() - load_started
 
     limits = SandboxLimits(timeout_s=config.sandbox_timeout_s, memory_mb=config.sandbox_memory_mb)
@@ -247,9 +264,9 @@ def run(ctx: StageContext) -> dict:
             texts = generate(
                 model,
                 tokenizer,
-                student_prompts,
+                [model_prompt(tokenizer, p, chat) for p in student_prompts],
                 MAX_NEW_TOKENS,
-                stop_when=function_ended,
+                stop_when=lambda text: reply_ended(text, chat),
                 batch_size=GENERATION_BATCH,
                 on_batch=lambda done, total: progress(f"{label}: generated {done}/{total}"),
                 temperature=temperature,
@@ -287,7 +304,7 @@ def run(ctx: StageContext) -> dict:
         return measured
 
     baseline_path = paths.out_dir / "eval" / BASELINE_FILE
-    key = baseline_key(config, sections)
+    key = baseline_key(config, sections, chat)
     baseline = load_baseline(baseline_path, key)
     if baseline is None:
         counts = ", ".join(f"{len(tasks)} {name}" for name, tasks in sections.items())
@@ -300,7 +317,7 @@ def run(ctx: StageContext) -> dict:
     val_started = time.perf_counter()
 
     def loss_on(samples: list[dict]) -> float | None:
-        examples, _ = encode_samples(tokenizer, samples, config.seq_len)
+        examples, _ = encode_samples(tokenizer, samples, config.seq_len, chat=chat)
         return mean_loss(model, examples, tokenizer.pad_token_id, config.batch_size)
 
     val_loss = loss_on(val_samples)

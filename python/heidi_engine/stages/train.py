@@ -1,17 +1,26 @@
 """Train stage: ``python -m heidi_engine.stages.train --round N --out-dir DIR``.
 
-LoRA-fine-tunes the student (``BASE_MODEL``) on ``data/train_round_N.jsonl`` in the
-student format of :mod:`heidi_engine.prompts` (the loss covers the completion only),
-measures the loss on ``data/val_round_N.jsonl`` and writes ``out_lora/round_N/``
-(``adapter_model.safetensors``, ``adapter_config.json``, ``metrics.json``, and the
-tokenizer for ``tiny``) atomically. Round N > 1 continues from ``best_adapter`` with
-half the steps. QLoRA (4-bit) is used when a CUDA GPU and bitsandbytes are present and
-the base model is a transformers checkpoint; otherwise plain LoRA in float32.
+LoRA-fine-tunes the student (``BASE_MODEL``) on ``data/train_round_N.jsonl`` with TRL's
+``SFTTrainer`` (:mod:`heidi_engine.ml.trainer`): the student prompt, through the model's
+chat template when it has one (:mod:`heidi_engine.ml.formatting`), and the completion,
+loss on the completion only. Measures the loss on ``data/val_round_N.jsonl`` and writes
+``out_lora/round_N/`` (``adapter_model.safetensors``, ``adapter_config.json``,
+``metrics.json``, TensorBoard event files under ``tensorboard/``, and the tokenizer for
+``tiny``) atomically. Round N > 1 continues from ``best_adapter`` with half the steps.
+
+Checkpoints go to ``out_lora/round_N.checkpoints/`` every ``HEIDI_SAVE_STEPS`` steps; a
+stage killed mid-way resumes from the newest complete one. ``HEIDI_TRAIN_LAUNCHER``
+(e.g. ``torchrun --nproc_per_node 4``) runs the stage under that launcher, one process
+per GPU; rank 0 reports and writes. QLoRA (4-bit) with ``HEIDI_QLORA`` (auto: when a
+CUDA GPU, bitsandbytes and a transformers checkpoint are present).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shlex
+import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -22,6 +31,9 @@ from ..errors import ConfigError, HeidiError
 from ..io import write_json_atomic
 from ..telemetry import progress
 from .common import StageContext, read_samples, run_stage
+
+CHECKPOINT_SUFFIX = ".checkpoints"
+LAUNCHED_ENV = "HEIDI_TRAIN_LAUNCHED"
 
 
 class TrainingDataError(HeidiError, ValueError):
@@ -40,13 +52,21 @@ def training_pair(sample: dict) -> tuple[str, str]:
     return prompt, text[len(prompt) :]
 
 
-def encode_samples(tokenizer, samples: Sequence[dict], seq_len: int) -> tuple[list, int]:
-    """Tokenised examples and the number of samples dropped because no completion fit."""
+def encode_samples(
+    tokenizer, samples: Sequence[dict], seq_len: int, *, chat: bool = False
+) -> tuple[list, int]:
+    """Tokenised examples and the number of samples dropped because no completion fit.
+
+    The prompt is what the model is shown at generation time (``model_prompt``).
+    """
+    from ..ml.formatting import model_prompt
     from ..ml.lora import encode_example
 
     examples = []
     for sample in samples:
-        example = encode_example(tokenizer, *training_pair(sample), seq_len)
+        prompt, completion = training_pair(sample)
+        shown = model_prompt(tokenizer, prompt, chat)
+        example = encode_example(tokenizer, shown, completion, seq_len)
         if example is not None:
             examples.append(example)
     return examples, len(samples) - len(examples)
@@ -56,17 +76,41 @@ def _mean(values: Sequence[float]) -> float:
     return sum(values) / len(values)
 
 
+def checkpoint_dir(ctx: StageContext) -> Path:
+    """Where the round's training checkpoints live until its adapter is published."""
+    lora_dir = ctx.paths.lora_dir
+    return lora_dir.with_name(lora_dir.name + CHECKPOINT_SUFFIX)
+
+
+def use_qlora(config) -> bool:
+    """``HEIDI_QLORA``: auto uses it when possible; on fails clearly when impossible."""
+    from ..ml.models import qlora_unavailable_reason
+
+    if config.qlora == "off":
+        return False
+    why = qlora_unavailable_reason(config.base_model)
+    if config.qlora == "on" and why is not None:
+        raise ConfigError(f"invalid value for HEIDI_QLORA: 'on' (QLoRA is impossible here: {why})")
+    return why is None
+
+
+def _file_digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def run(ctx: StageContext) -> dict:
-    """Train one round; returns the metrics written to ``metrics.json``."""
+    """Train one round; returns the metrics written to ``metrics.json`` (on rank 0)."""
     from ..ml import adapters, configure_torch_threads, is_tiny, load_model
-    from ..ml.lora import (
-        load_lora_adapter,
-        mean_loss,
-        new_lora_adapter,
-        prepare_for_kbit_training,
-        train_lora,
+    from ..ml.formatting import chat_enabled
+    from ..ml.lora import load_lora_adapter, mean_loss, new_lora_adapter, prepare_for_kbit_training
+    from ..ml.models import save_tiny_tokenizer
+    from ..ml.trainer import (
+        TrainSettings,
+        is_main_process,
+        report_targets,
+        resolve_precision,
+        train,
     )
-    from ..ml.models import save_tiny_tokenizer, supports_4bit
 
     started = time.perf_counter()
     config, paths = ctx.config, ctx.paths
@@ -75,6 +119,9 @@ def run(ctx: StageContext) -> dict:
         raise TrainingDataError(f"no training samples in {paths.train} (the round kept no answers)")
     val_samples = read_samples(paths.val) if paths.val.exists() else []
     threads = configure_torch_threads()
+    precision = resolve_precision(config.train_precision)
+    qlora = use_qlora(config)
+    main = is_main_process()
 
     best = adapters.best_adapter_dir(paths.out_dir) if ctx.round > 1 else None
     if best is not None and adapters.round_of_adapter(best) == ctx.round:
@@ -86,7 +133,6 @@ def run(ctx: StageContext) -> dict:
 
     texts = [prompts.format_training_text(s) for s in (*train_samples, *val_samples)]
     load_started = time.perf_counter()
-    qlora = supports_4bit(config.base_model)
     model, tokenizer = load_model(
         config.base_model,
         seed=config.seed,
@@ -94,6 +140,7 @@ def run(ctx: StageContext) -> dict:
         tokenizer_texts=texts,
         quantize_4bit=qlora,
     )
+    chat = chat_enabled(tokenizer, config.chat_template)
     if qlora:
         model = prepare_for_kbit_training(model)
     if best is not None:
@@ -105,20 +152,21 @@ def run(ctx: StageContext) -> dict:
     load_s = time.perf_counter() - load_started
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     start_point = f"resuming from {resumed_from}" if resumed_from else "new adapter"
-    progress(
-        f"loaded {config.base_model} ({start_point}, {trainable} trainable parameters) "
-        f"in {load_s:.1f} s"
-    )
+    if main:
+        progress(
+            f"loaded {config.base_model} ({start_point}, {trainable} trainable parameters, "
+            f"{'qlora' if qlora else 'lora'}, {precision}) in {load_s:.1f} s"
+        )
 
-    examples, dropped = encode_samples(tokenizer, train_samples, config.seq_len)
-    val_examples, val_dropped = encode_samples(tokenizer, val_samples, config.seq_len)
+    examples, dropped = encode_samples(tokenizer, train_samples, config.seq_len, chat=chat)
+    val_examples, val_dropped = encode_samples(tokenizer, val_samples, config.seq_len, chat=chat)
     if not examples:
         raise TrainingDataError(
             f"none of the {len(train_samples)} training samples fits in SEQ_LEN={config.seq_len} "
             "tokens with any of its completion"
         )
     pad_id = tokenizer.pad_token_id
-    val_before = mean_loss(model, val_examples, pad_id, config.batch_size)
+    val_before = mean_loss(model, val_examples, pad_id, config.batch_size) if main else None
 
     def on_step(record) -> None:
         progress(
@@ -127,23 +175,42 @@ def run(ctx: StageContext) -> dict:
             usage_delta={"train_tokens": record.tokens},
         )
 
-    train_started = time.perf_counter()
-    records = train_lora(
-        model,
-        examples,
+    settings = TrainSettings(
         steps=steps,
         lr=config.lr,
         batch_size=config.batch_size,
         grad_accum=config.grad_accum,
         seed=config.seed * 1000 + ctx.round,
-        pad_token_id=pad_id,
-        on_step=on_step,
+        seq_len=config.seq_len,
+        precision=precision,
+        packing=config.train_packing,
+        gradient_checkpointing=config.gradient_checkpointing or qlora,
+        save_steps=config.save_steps,
+        report_to=report_targets(config.report_to),
     )
+    run_key = {
+        "base_model": config.base_model,
+        "resumed_from": resumed_from,
+        "lora_r": config.lora_r,
+        "lora_alpha": config.lora_alpha,
+        "qlora": qlora,
+        "chat": chat,
+        "train_data": _file_digest(paths.train),
+    }
+    ckpt_dir = checkpoint_dir(ctx)
+    train_started = time.perf_counter()
+    result = train(model, tokenizer, examples, settings, ckpt_dir, run_key=run_key,
+                   on_step=on_step)
     train_s = time.perf_counter() - train_started
+    if result.resumed_at_step and main:
+        progress(f"resumed training from checkpoint step {result.resumed_at_step}")
+    if not main:
+        return {}
     val_started = time.perf_counter()
     val_loss = mean_loss(model, val_examples, pad_id, config.batch_size)
     val_s = time.perf_counter() - val_started
 
+    records = result.records
     losses = [r.loss for r in records]
     tail = losses[-max(1, len(losses) // 5) :]
     metrics = {
@@ -163,6 +230,13 @@ def run(ctx: StageContext) -> dict:
         "dropped_too_long": dropped + val_dropped,
         "trainable_params": trainable,
         "method": "qlora" if qlora else "lora",
+        "trainer": "trl.SFTTrainer",
+        "precision": precision,
+        "chat_template": chat,
+        "packing": config.train_packing,
+        "gradient_checkpointing": settings.gradient_checkpointing,
+        "world_size": result.world_size,
+        "resumed_at_step": result.resumed_at_step,
         "device": str(next(model.parameters()).device),
         "torch_threads": threads,
         "seed": config.seed,
@@ -185,15 +259,16 @@ def run(ctx: StageContext) -> dict:
         (tmp / "README.md").unlink(missing_ok=True)  # peft's empty model card
         if is_tiny(config.base_model):
             save_tiny_tokenizer(tokenizer, tmp)
+        if (ckpt_dir / "tensorboard").is_dir():
+            shutil.copytree(ckpt_dir / "tensorboard", tmp / "tensorboard")
         metrics["timings"]["save_s"] = time.perf_counter() - save_started
         metrics["duration_s"] = time.perf_counter() - started
         write_json_atomic(tmp / "metrics.json", metrics)
         adapters.publish_dir(tmp, paths.lora_dir)
     except BaseException:
-        import shutil
-
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    shutil.rmtree(ckpt_dir, ignore_errors=True)  # the adapter is out: nothing to resume
     return metrics
 
 
@@ -212,8 +287,41 @@ def _check_same_base_model(adapter_dir: Path, base_model: str) -> None:
         )
 
 
+def launcher_argv(launcher: str, argv: Sequence[str]) -> list[str]:
+    """The stage's command line under ``HEIDI_TRAIN_LAUNCHER`` (torchrun, accelerate launch)."""
+    try:
+        words = shlex.split(launcher)
+    except ValueError as exc:
+        raise ConfigError(f"invalid value for HEIDI_TRAIN_LAUNCHER: {launcher!r} ({exc})") from None
+    if not words:
+        raise ConfigError(f"invalid value for HEIDI_TRAIN_LAUNCHER: {launcher!r} (no command)")
+    # torchrun and accelerate come with the ML extra, beside this interpreter.
+    executable = shutil.which(words[0]) or shutil.which(
+        words[0], path=str(Path(sys.executable).parent)
+    )
+    if executable is None:
+        raise ConfigError(
+            f"invalid value for HEIDI_TRAIN_LAUNCHER: {launcher!r} ({words[0]!r} is not on PATH)"
+        )
+    return [executable, *words[1:], "-m", "heidi_engine.stages.train", *argv]
+
+
 def _run_and_report(ctx: StageContext) -> int:
+    launcher = ctx.config.train_launcher.strip()
+    if launcher and not os.environ.get(LAUNCHED_ENV) and "LOCAL_RANK" not in os.environ:
+        argv = launcher_argv(
+            launcher, ["--round", str(ctx.round), "--out-dir", str(ctx.paths.out_dir)]
+        )
+        progress(f"launching {shlex.join(argv)}")
+        sys.stdout.flush()
+        sys.stderr.flush()
+        # The launcher replaces this process: same process group, same parent-death
+        # signal, so the runner's timeout and kill reach every rank.
+        os.environ[LAUNCHED_ENV] = "1"
+        os.execvp(argv[0], argv)
     metrics = run(ctx)
+    if not metrics:  # a rank other than 0
+        return 0
     val = metrics["val_loss"]
     progress(
         f"trained {metrics['steps']} steps in {metrics['duration_s']:.1f} s: train loss "
@@ -226,6 +334,7 @@ def _run_and_report(ctx: StageContext) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     return run_stage("train", _run_and_report, argv,
                      input_errors=(TrainingDataError, FloatingPointError))
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,0 +1,391 @@
+"""LoRA fine-tuning through TRL's ``SFTTrainer`` (transformers ``Trainer`` underneath).
+
+The examples come tokenised (:func:`heidi_engine.ml.lora.encode_example`: the model prompt
+and the completion tokenised apart, as at generation time), as ``input_ids`` plus a
+``completion_mask``; TRL turns the mask into labels (loss on completion tokens only),
+packs when asked, pads and batches. The trainer brings what a user of transformers
+expects: mixed precision, gradient accumulation and checkpointing, ``torchrun`` /
+``accelerate launch`` data parallelism, ``report_to`` tracking (TensorBoard by default),
+and checkpoints to resume from.
+
+Checkpoints: every ``save_steps`` steps the trainer writes ``checkpoint-K`` under the
+round's checkpoint directory; once it is complete, a ``heidi_complete.json`` marker is
+written atomically (it is the publication of that checkpoint: a directory without it is
+never resumed from). Only the newest two are kept. ``training_args.bin`` (a full pickle)
+is deleted at once; what a resume reads is safetensors, JSON, or tensors read with
+torch's ``weights_only`` loader, which cannot run code.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+from ..io import write_json_atomic
+from .lora import IGNORE_INDEX, Example
+
+COMPLETE_MARKER = "heidi_complete.json"
+RUN_KEY_FILE = "run_key.json"
+CHECKPOINTS_KEPT = 2
+WARMUP_SHARE = 10  # warm-up over the first 1/10 of the steps, then linear decay
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    steps: int
+    lr: float
+    batch_size: int
+    grad_accum: int
+    seed: int
+    seq_len: int
+    precision: str = "fp32"  # resolved: fp32 | bf16 | fp16
+    packing: bool = False
+    gradient_checkpointing: bool = False
+    save_steps: int = 0
+    report_to: tuple[str, ...] = ()
+
+
+@dataclass
+class StepRecord:
+    step: int
+    loss: float
+    lr: float
+    tokens: int
+    seconds: float
+
+
+@dataclass
+class TrainResult:
+    records: list[StepRecord]
+    resumed_at_step: int  # the checkpoint this run continued from (0: none)
+    world_size: int = 1
+
+
+def is_main_process() -> bool:
+    """Whether this is the only process, or rank 0 under a distributed launcher."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def resolve_precision(setting: str) -> str:
+    """``auto``: bf16 on a GPU that has it, else fp16 on a GPU, fp32 on the CPU."""
+    import torch
+
+    cuda = torch.cuda.is_available()
+    if setting == "auto":
+        if not cuda:
+            return "fp32"
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    if setting == "fp16" and not cuda:
+        raise ConfigError(
+            "invalid value for HEIDI_TRAIN_PRECISION: 'fp16' (fp16 training needs a CUDA GPU; "
+            "use auto, fp32 or bf16)"
+        )
+    if setting == "bf16" and cuda and not torch.cuda.is_bf16_supported():
+        raise ConfigError(
+            "invalid value for HEIDI_TRAIN_PRECISION: 'bf16' (this GPU has no bf16; use auto, "
+            "fp16 or fp32)"
+        )
+    return setting
+
+
+def report_targets(value: str) -> tuple[str, ...]:
+    """``HEIDI_REPORT_TO`` as the trainer's ``report_to`` list (``none`` or empty: nothing)."""
+    names = tuple(part.strip() for part in value.split(",") if part.strip())
+    return () if names in ((), ("none",)) else names
+
+
+def _checkpointing_args(config_class: Any, enabled: bool) -> dict:
+    """Gradient (activation) checkpointing, under the name this transformers uses."""
+    import dataclasses
+
+    names = {f.name for f in dataclasses.fields(config_class)}
+    prefix = "activation" if "activation_checkpointing" in names else "gradient"
+    return {
+        f"{prefix}_checkpointing": enabled,
+        f"{prefix}_checkpointing_kwargs": {"use_reentrant": False},
+    }
+
+
+def _dataset(examples: Sequence[Example]) -> Any:
+    from datasets import Dataset
+
+    return Dataset.from_dict({
+        "input_ids": [e.input_ids for e in examples],
+        "completion_mask": [[int(x != IGNORE_INDEX) for x in e.labels] for e in examples],
+    })
+
+
+# --- checkpoints --------------------------------------------------------------------
+
+
+def _step_of(path: Path) -> int:
+    return int(path.name.split("-", 1)[1])
+
+
+def latest_checkpoint(checkpoint_dir: Path, run_key: dict, *, clean: bool = True) -> Path | None:
+    """The newest complete checkpoint of this very training run, or None.
+
+    With ``clean``, checkpoints of another run (other data, settings or starting
+    adapter) are deleted, and so are incomplete ones (a kill while saving).
+    """
+    if not checkpoint_dir.is_dir():
+        return None
+    try:
+        key = json.loads((checkpoint_dir / RUN_KEY_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        key = None
+    if key != run_key:
+        if clean:
+            shutil.rmtree(checkpoint_dir, ignore_errors=True)
+        return None
+    best = None
+    for entry in sorted(checkpoint_dir.glob("checkpoint-*"), key=_step_of):
+        if (entry / COMPLETE_MARKER).is_file():
+            best = entry
+        elif clean:
+            shutil.rmtree(entry, ignore_errors=True)
+    return best
+
+
+def _publish_checkpoint(path: Path, step: int) -> None:
+    from ..io import _fsync_enabled, fsync_dir
+
+    (path / "training_args.bin").unlink(missing_ok=True)
+    if _fsync_enabled():
+        for entry in path.rglob("*"):
+            if entry.is_file():
+                fd = os.open(entry, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+        fsync_dir(path)
+    write_json_atomic(path / COMPLETE_MARKER, {"step": step})
+
+
+# --- training -----------------------------------------------------------------------
+
+
+def _callback(steps: int, on_step: Callable[[StepRecord], None] | None) -> Any:
+    from transformers import TrainerCallback
+
+    class Progress(TrainerCallback):
+        """Times every step, adds seconds and tokens to the trainer's log (so they are
+        saved with checkpoints), reports each step and publishes each checkpoint."""
+
+        def __init__(self) -> None:
+            self.started = 0.0
+            self.seconds = 0.0
+            self.tokens_seen = 0
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.tokens_seen = int(state.num_input_tokens_seen or 0)
+
+        def on_step_begin(self, args, state, control, **kwargs):
+            self.started = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            self.seconds = time.perf_counter() - self.started
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            entry = state.log_history[-1] if state.log_history else {}
+            if "loss" not in entry or "step_seconds" in entry:
+                return
+            seen = int(state.num_input_tokens_seen or 0)
+            entry["step_seconds"] = self.seconds
+            entry["step_tokens"] = seen - self.tokens_seen
+            self.tokens_seen = seen
+            record = _record(entry)
+            if not math.isfinite(record.loss):
+                raise FloatingPointError(
+                    f"training loss became {record.loss} at step {record.step}"
+                )
+            if on_step is not None and state.is_world_process_zero:
+                on_step(record)
+
+        def on_save(self, args, state, control, **kwargs):
+            if state.is_world_process_zero:
+                path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+                if path.is_dir():
+                    _publish_checkpoint(path, state.global_step)
+
+    return Progress()
+
+
+def _record(entry: dict) -> StepRecord:
+    return StepRecord(
+        step=int(entry["step"]),
+        loss=float(entry["loss"]),
+        lr=float(entry.get("learning_rate", 0.0)),
+        tokens=int(entry.get("step_tokens", 0)),
+        seconds=float(entry.get("step_seconds", 0.0)),
+    )
+
+
+def training_arguments(settings: TrainSettings, output_dir: Path) -> Any:
+    """The trainer's arguments for ``settings``, checkpoints under ``output_dir``."""
+    import torch
+    from trl import SFTConfig
+
+    cuda = torch.cuda.is_available()
+    return SFTConfig(
+        output_dir=str(output_dir),
+        max_steps=settings.steps,
+        per_device_train_batch_size=settings.batch_size,
+        gradient_accumulation_steps=settings.grad_accum,
+        learning_rate=settings.lr,
+        lr_scheduler_type="linear",
+        warmup_steps=max(1, settings.steps // WARMUP_SHARE),
+        weight_decay=0.0,
+        max_grad_norm=1.0,
+        optim="adamw_torch",
+        seed=settings.seed,
+        data_seed=settings.seed,
+        bf16=settings.precision == "bf16",
+        fp16=settings.precision == "fp16",
+        use_cpu=not cuda,
+        **_checkpointing_args(SFTConfig, settings.gradient_checkpointing),
+        completion_only_loss=True,  # the completion_mask of every example
+        packing=settings.packing,
+        max_length=settings.seq_len if settings.packing else None,
+        padding_free=False,
+        logging_steps=1,
+        logging_strategy="steps",
+        save_strategy="steps" if settings.save_steps > 0 else "no",
+        save_steps=max(1, settings.save_steps),
+        save_total_limit=CHECKPOINTS_KEPT,
+        save_only_model=False,
+        report_to=list(settings.report_to) or "none",
+        include_num_input_tokens_seen="non_padding",
+        dataloader_num_workers=0,
+        dataset_num_proc=None,
+        disable_tqdm=True,
+        remove_unused_columns=True,
+        ddp_find_unused_parameters=False,
+    )
+
+
+def make_trainer(model: Any, tokenizer: Any, examples: Sequence[Example], args: Any,
+                 *callbacks: Any) -> Any:
+    """TRL's SFTTrainer over the tokenised examples, printing nothing to stdout (the
+    stage's stdout carries its ``@heidi`` events)."""
+    from transformers import PrinterCallback
+    from trl import SFTTrainer
+
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=_dataset(examples),
+        processing_class=tokenizer,
+        callbacks=list(callbacks),
+    )
+    trainer.remove_callback(PrinterCallback)
+    return trainer
+
+
+def train(
+    model: Any,
+    tokenizer: Any,
+    examples: Sequence[Example],
+    settings: TrainSettings,
+    checkpoint_dir: Path,
+    *,
+    run_key: dict | None = None,
+    on_step: Callable[[StepRecord], None] | None = None,
+) -> TrainResult:
+    """Train the LoRA adapter of ``model`` for ``settings.steps`` optimiser steps.
+
+    Each step takes ``batch_size * grad_accum`` examples (per process) from a seeded
+    shuffle. A complete checkpoint of the same ``run_key`` in ``checkpoint_dir`` is
+    resumed from. Returns one record per step, the resumed ones included.
+    """
+    if not examples:
+        raise ValueError("no training examples")
+    if settings.steps < 1:
+        raise ValueError(f"steps must be >= 1, got {settings.steps}")
+    if settings.precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {settings.precision!r}")
+    from accelerate import PartialState
+
+    key = {**asdict(settings), "report_to": None, **(run_key or {})}
+    state = PartialState()
+    with state.main_process_first():  # the main process cleans up, then the others read
+        resume = latest_checkpoint(checkpoint_dir, key, clean=state.is_main_process)
+        if state.is_main_process:
+            checkpoint_dir.mkdir(parents=True, exist_ok=True)
+            write_json_atomic(checkpoint_dir / RUN_KEY_FILE, key)
+    if "tensorboard" in settings.report_to:
+        os.environ["TENSORBOARD_LOGGING_DIR"] = str(checkpoint_dir / "tensorboard")
+    args = training_arguments(settings, checkpoint_dir)
+    trainer = make_trainer(model, tokenizer, examples, args, _callback(settings.steps, on_step))
+    trainer.train(resume_from_checkpoint=str(resume) if resume is not None else None)
+    model.eval()
+    records = [_record(e) for e in trainer.state.log_history if "loss" in e and "step" in e]
+    return TrainResult(
+        records=records,
+        resumed_at_step=_step_of(resume) if resume is not None else 0,
+        world_size=state.num_processes,
+    )
+
+
+
+# --- what this machine can do -------------------------------------------------------
+
+
+def training_paths() -> dict[str, dict[str, Any]]:
+    """Which training paths this machine can use: ``{path: {"ok": bool, "detail": str}}``.
+
+    Reported by ``heidi doctor``; cheap (imports torch only when the ML stack is present).
+    """
+    import importlib.util
+
+    def have(module: str) -> bool:
+        return importlib.util.find_spec(module) is not None
+
+    missing = [m for m in ("torch", "transformers", "peft", "trl") if not have(m)]
+    if missing:
+        why = f"{', '.join(missing)} not installed (pip install 'heidi-engine[ml]')"
+        return {name: {"ok": False, "detail": why}
+                for name in ("cpu_lora", "gpu_lora", "qlora", "multi_gpu")}
+    import torch
+
+    cuda = torch.cuda.is_available()
+    n_gpus = torch.cuda.device_count() if cuda else 0
+    bf16 = cuda and torch.cuda.is_bf16_supported()
+    launchers = [name for name in ("torchrun", "accelerate") if shutil.which(name)]
+    paths = {
+        "cpu_lora": {"ok": True, "detail": "LoRA in float32 on the CPU"},
+        "gpu_lora": {
+            "ok": cuda,
+            "detail": (f"LoRA in {'bf16' if bf16 else 'fp16'} mixed precision on "
+                       f"{torch.cuda.get_device_name(0)}") if cuda else "no CUDA GPU",
+        },
+    }
+    if not cuda:
+        qlora_why = "no CUDA GPU"
+    elif not have("bitsandbytes"):
+        qlora_why = "bitsandbytes not installed (pip install 'heidi-engine[gpu]')"
+    else:
+        qlora_why = ""
+    paths["qlora"] = {
+        "ok": not qlora_why,
+        "detail": qlora_why or "4-bit NF4 via bitsandbytes, for a transformers checkpoint "
+        "(not GGUF or tiny)",
+    }
+    if n_gpus >= 2 and launchers:
+        multi = (True, f"{n_gpus} GPUs: HEIDI_TRAIN_LAUNCHER='torchrun --nproc_per_node {n_gpus}'")
+    elif n_gpus >= 2:
+        multi = (False, f"{n_gpus} GPUs but neither torchrun nor accelerate is on PATH")
+    else:
+        multi = (False, f"{n_gpus} CUDA GPU{'s' if n_gpus != 1 else ''}; data parallel needs 2+")
+    paths["multi_gpu"] = {"ok": multi[0], "detail": multi[1]}
+    return paths
