@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -206,7 +207,6 @@ def test_doctor_reports_backends_and_libraries():
     assert text.returncode == 0 and "train cpu_lora" in text.stdout
 
 
-
 # ----- a corrupt, foreign or unreadable run directory -----------------------------------
 
 
@@ -325,15 +325,22 @@ def test_run_after_a_crash_during_testing_of_a_collect_run(backend, out_dir):
         run.communicate()
     env["FAKE_STAGE_SLEEP_TEST"] = "0"
     again = spawn("run", "--out-dir", str(out_dir), "--quiet", env=env)
+    said: list[str] = []
+    reader = threading.Thread(target=lambda: said.extend(again.stderr), daemon=True)
+    reader.start()
     try:
-        wait_until(lambda: waiting(out_dir, 1))
+        # the run itself says it waits (the Core's rule), before anyone stops it
+        wait_until(lambda: any("waiting for train-now" in line for line in said))
+        assert waiting(out_dir, 1)
         assert heidi("stop", "--out-dir", str(out_dir), env=env).returncode == 0
         assert again.wait(30) == 0
     finally:
         if again.poll() is None:
             again.kill()
-        _, err = again.communicate()
-    assert "waiting for train-now" in err
+        again.wait()
+        reader.join(10)
+        again.stdout.close()
+        again.stderr.close()
     kinds = [json.loads(line)["event_type"] for line in
              (out_dir / "journal" / "events.jsonl").read_text().splitlines()]
     assert kinds.count("pipeline_start") == 1 and "pipeline_resume" in kinds

@@ -441,6 +441,7 @@ class ConnectProxy:
                     s.shutdown(2)
                 except OSError:
                     pass
+                s.close()  # both relays close both ends; a second close does nothing
 
     def close(self) -> None:
         self.listener.close()

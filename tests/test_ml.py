@@ -382,12 +382,13 @@ def test_sft_training_on_smollm2_in_its_chat_format(tmp_path):
     assert chat_enabled(tok, "auto")  # the instruct model's template comes with the GGUF
     pairs = [training_pair({"prompt": t.prompt, "completion": t.canonical_solution})
              for t in procedural.generate(5, 4, "train")]
-    examples = [lora.encode_example(tok, model_prompt(tok, p, True), c, 256) for p, c in pairs]
+    # 384 (the default SEQ_LEN) holds these examples whole, the end-of-turn token included
+    examples = [lora.encode_example(tok, model_prompt(tok, p, True), c, 384) for p, c in pairs]
     assert all(e.input_ids[-1] == tok.eos_token_id for e in examples)
     peft_model = lora.new_lora_adapter(model, r=8, alpha=16)
     before = lora.mean_loss(peft_model, examples, tok.pad_token_id)
     result = trainer.train(peft_model, tok, examples,
-                           settings(steps=3, lr=2e-3, batch_size=2, seq_len=256),
+                           settings(steps=3, lr=2e-3, batch_size=2, seq_len=384),
                            tmp_path / "ckpt")
     assert len(result.records) == 3
     assert lora.mean_loss(peft_model, examples, tok.pad_token_id) < before
