@@ -492,3 +492,30 @@ def test_llama_cpp_server_answers_and_the_cache_holds(llama_server, tmp_path):
     again_rows = [json.loads(line) for line in
                   (tmp_path / "data" / "raw_round_1.jsonl").read_text().splitlines()]
     assert [r["completion"] for r in again_rows] == [r["completion"] for r in rows]
+
+
+@pytest.mark.ml
+def test_local_teacher_samples_differ_by_index_and_repeat_by_seed(monkeypatch):
+    """With a temperature, sample k of a prompt is its own seeded draw: reproducible, and
+    not a copy of sample j (greedy decoding would repeat one answer)."""
+    from heidi_engine import ml
+    from heidi_engine.teachers import Request
+
+    real_load = ml.load_model
+    # the real tiny model; its tokenizer is trained on a few texts instead of a round's data
+    monkeypatch.setattr(ml, "load_model", lambda name, seed=42: real_load(
+        name, seed=seed, tokenizer_texts=["def f(x):\n    return x + 1\n"] * 4))
+
+    def draw(samples):
+        teacher = make_teacher(config(teacher="local", teacher_model="tiny",
+                                      teacher_temperature=1.0, teacher_top_p=1.0))
+        try:
+            return [a.text for a in teacher._write(
+                [Request("def f(x):", task="t/1", sample=k) for k in samples], None)]
+        finally:
+            teacher.close()
+
+    first = draw([0, 1, 2])
+    assert len(set(first)) == 3
+    assert draw([0, 1, 2]) == first
+    assert draw([1]) == first[1:2]  # a sample does not depend on the others in its batch

@@ -397,11 +397,15 @@ class LocalTeacher(Teacher):
             raise ConfigError("HEIDI_TEACHER=local needs HEIDI_TEACHER_MODEL or BASE_MODEL")
         self.seed = int(getattr(config, "seed", 42))
         self.system_prompt = system_prompt_of(config)
+        self.temperature = float(getattr(config, "teacher_temperature", 0.0))
+        self.top_p = float(getattr(config, "teacher_top_p", 1.0))
         self._loaded: tuple | None = None
 
     def identity(self) -> dict:
+        decoding = ("greedy" if self.temperature == 0
+                    else {"temperature": self.temperature, "top_p": self.top_p})
         return {"teacher": self.name, "model": self.model_name, "system_prompt": self.system_prompt,
-                "max_new_tokens": LOCAL_MAX_NEW_TOKENS, "decoding": "greedy", "seed": self.seed}
+                "max_new_tokens": LOCAL_MAX_NEW_TOKENS, "decoding": decoding, "seed": self.seed}
 
     def _model(self) -> tuple:
         if self._loaded is None:
@@ -423,7 +427,19 @@ class LocalTeacher(Teacher):
 
         model, tokenizer = self._model()
         rendered = [self._render(tokenizer, r.prompt) for r in requests]
-        texts = ml.generate(model, tokenizer, rendered, LOCAL_MAX_NEW_TOKENS)
+        if self.temperature == 0:
+            texts = ml.generate(model, tokenizer, rendered, LOCAL_MAX_NEW_TOKENS)
+        else:
+            # Sampled: each sample index draws from its own seeded generator, so sample k of
+            # a prompt is reproducible and differs from sample j.
+            texts = [""] * len(requests)
+            for sample in sorted({r.sample for r in requests}):
+                rows = [i for i, r in enumerate(requests) if r.sample == sample]
+                drawn = ml.generate(model, tokenizer, [rendered[i] for i in rows],
+                                    LOCAL_MAX_NEW_TOKENS, temperature=self.temperature,
+                                    top_p=self.top_p, seed=self.seed * 1000 + sample)
+                for i, text in zip(rows, drawn, strict=True):
+                    texts[i] = text
 
         def count(text: str) -> int:
             return len(tokenizer(text, add_special_tokens=False)["input_ids"])  # type: ignore[operator]

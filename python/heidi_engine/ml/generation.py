@@ -77,10 +77,11 @@ def generate(
     batch_size: int = 8,
     on_batch: Callable[[int, int], None] | None = None,
     temperature: float = 0.0,
+    top_p: float = 1.0,
     seed: int = 0,
 ) -> list[str]:
     """Completions of ``prompts`` (one string each, in order): greedy, or sampled at
-    ``temperature`` > 0 with torch's generator seeded from ``seed``.
+    ``temperature`` > 0 (nucleus ``top_p``) with torch's generator seeded from ``seed``.
 
     Prompts are batched by length with left padding; a row stops at the end-of-sequence
     token, after ``max_new_tokens``, at the first stop sequence (cut off the returned
@@ -103,7 +104,7 @@ def generate(
     config = GenerationConfig(
         max_new_tokens=max_new_tokens,
         do_sample=sampling,
-        **({"temperature": temperature, "top_p": 1.0, "top_k": 0} if sampling else {}),
+        **({"temperature": temperature, "top_p": top_p, "top_k": 0} if sampling else {}),
         num_beams=1,
         pad_token_id=tokenizer.pad_token_id,
         eos_token_id=tokenizer.eos_token_id,
