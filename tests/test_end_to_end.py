@@ -138,6 +138,8 @@ def test_two_full_rounds_write_every_file(backend, tmp_path):
         learning = report["learning"]
         assert 0 <= learning["now_passing"] <= learning["previous_dev_failures"] <= DEV_TASKS
         assert report["fixed_val_round"] == 1 and isinstance(report["fixed_val_loss"], float)
+        assert set(report["teacher"]) == {"prompt_tokens", "completion_tokens", "cost_micros",
+                                          "cache_hits"}
         held_out = {t["task_id"] for part in report["sections"].values()
                     for t in part["adapter"]["tasks"]}
         for kind in ("raw", "train", "val"):  # no held-out task reached the data

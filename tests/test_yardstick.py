@@ -200,3 +200,24 @@ def test_validate_names_a_bad_eval_task_file(tmp_path):
     result = run_validate(tmp_path, {"HEIDI_EVAL_TASK_FILE": str(tmp_path / "bad.jsonl")})
     assert result.returncode == 2
     assert "bad.jsonl" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_eval_report_carries_the_rounds_teacher_usage(out_dir, pure):
+    from heidi_engine.stages.eval import teacher_usage
+
+    journal = out_dir / "journal" / "events.jsonl"
+    journal.parent.mkdir()
+    writer = pure.JournalWriter(str(journal), "run_x", fsync=False)
+    writer.append("progress", "answers", stage="generate", round=1,
+                  usage_delta={"prompt_tokens": 100, "completion_tokens": 40, "cost_micros": 7},
+                  counters_delta={"teacher_cache_hits": 2})
+    writer.append("progress", "more", stage="generate", round=2,
+                  usage_delta={"prompt_tokens": 5, "completion_tokens": 1})
+    writer.append("progress", "more", stage="generate", round=1,
+                  usage_delta={"prompt_tokens": 1, "completion_tokens": 1})
+    writer.close()
+    assert teacher_usage(out_dir, 1) == {"prompt_tokens": 101, "completion_tokens": 41,
+                                         "cost_micros": 7, "cache_hits": 2}
+    assert teacher_usage(out_dir, 2)["prompt_tokens"] == 5
+    assert teacher_usage(out_dir, 3) == {"prompt_tokens": 0, "completion_tokens": 0,
+                                         "cost_micros": 0, "cache_hits": 0}

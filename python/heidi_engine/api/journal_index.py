@@ -47,6 +47,8 @@ class JournalAggregates:
     samples: dict[str, int] = field(default_factory=lambda: {o: 0 for o in SAMPLE_COUNTERS.values()})
     teacher_usage: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TEACHER_USAGE, 0))
     teacher_cache_hits: int = 0
+    # Per round: the teacher usage names and ``cache_hits`` (what each round's eval report shows).
+    teacher_by_round: dict[int, dict[str, int]] = field(default_factory=dict)
 
 
 class JournalIndex:
@@ -99,16 +101,24 @@ class JournalIndex:
         stage = event.get("stage") if isinstance(event, dict) else None
         if not isinstance(stage, str) or stage not in agg.stages:
             return
+        round_no = event.get("round")
+        per_round = (agg.teacher_by_round.setdefault(round_no, {**dict.fromkeys(TEACHER_USAGE, 0),
+                                                                 "cache_hits": 0})
+                     if isinstance(round_no, int) and not isinstance(round_no, bool) else {})
         usage = event.get("usage_delta")
         if isinstance(usage, dict):
             for name in TEACHER_USAGE:
                 value = usage.get(name)
                 if isinstance(value, int) and not isinstance(value, bool):
                     agg.teacher_usage[name] += value
+                    if per_round:
+                        per_round[name] += value
         counters = event.get("counters_delta")
         hits = counters.get("teacher_cache_hits") if isinstance(counters, dict) else None
         if isinstance(hits, int) and not isinstance(hits, bool):
             agg.teacher_cache_hits += hits
+            if per_round:
+                per_round["cache_hits"] += hits
         ts = event.get("ts")
         ts_ms = parse_iso_ms(ts) if isinstance(ts, str) and is_iso_ms(ts) else None
         kind = event.get("event_type")

@@ -200,6 +200,18 @@ def previous_dev_failures(out_dir: Path, this_round: int, baseline: dict) -> lis
     return [str(row["task_id"]) for row in rows if not row["passed"]]
 
 
+def teacher_usage(out_dir: Path, round_no: int) -> dict:
+    """What the round's teacher cost, from the journal's complete lines: tokens paid for,
+    ``cost_micros`` (with HEIDI_TEACHER_PRICE_* set) and answers taken from the cache."""
+    from ..api.journal_index import TEACHER_USAGE, JournalIndex
+
+    empty = {**dict.fromkeys(TEACHER_USAGE, 0), "cache_hits": 0}
+    path = out_dir / "journal" / "events.jsonl"
+    if not path.is_file():
+        return empty
+    return dict(JournalIndex(path).refresh().teacher_by_round.get(round_no, empty))
+
+
 def baseline_key(config: object, sections: dict[str, list[Task]], chat: bool = False) -> dict:
     """What the cached baseline depends on; a different key means it is recomputed."""
     return {
@@ -373,6 +385,7 @@ def run(ctx: StageContext) -> dict:
                 }
                 for name in sections
             },
+            "teacher": teacher_usage(paths.out_dir, ctx.round),
             "max_new_tokens": MAX_NEW_TOKENS,
             "duration_s": time.perf_counter() - started,
             "timings": timings,
