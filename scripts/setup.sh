@@ -10,7 +10,7 @@
 # HEIDI_NATIVE=OFF scripts/setup.sh installs the pure-Python backend only (no compiler).
 # HEIDI_TORCH=cpu|cuda overrides the torch build chosen from the presence of a GPU.
 # HEIDI_EXTRAS=a,b adds extras of pyproject.toml (e.g. llama: the llama.cpp server the
-# teacher tests run against; it compiles llama.cpp, about 10 minutes on 2 cores).
+# teacher tests run against; it compiles llama.cpp: many minutes on 2 cores).
 # What each step installs, and why: docs/packaging.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
