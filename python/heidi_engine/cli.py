@@ -26,6 +26,7 @@ from typing import Any
 from .api.reports import EvalReports
 from .errors import HeidiError, TransitionError
 from .io import JsonlError
+from .process import pid_alive
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -76,22 +77,12 @@ class ServerInfo:
         return response.status, json.loads(raw) if ctype.startswith("application/json") else raw
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def find_server(out_dir: Path) -> ServerInfo | None:
     """The running server of ``out_dir``, or None (no discovery file, or a stale one)."""
     try:
         info = json.loads((out_dir / "state" / "daemon.json").read_text(encoding="utf-8"))
         pid = int(info["pid"])
-        if not _pid_alive(pid):
+        if not pid_alive(pid):
             return None
         token = Path(info["token_file"]).read_text(encoding="utf-8").strip()
         return ServerInfo(str(info.get("server", "server")), pid, str(info["host"]),

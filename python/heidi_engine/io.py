@@ -33,6 +33,23 @@ def fsync_dir(directory: str | os.PathLike) -> None:
         os.close(fd)
 
 
+def fsync_files(directory: str | os.PathLike, *, recursive: bool = False) -> None:
+    """With fsync on (``HEIDI_FSYNC``), fsync every file in ``directory`` (and below it when
+    ``recursive``), then the directory itself: a tree written in place made durable before
+    it is published by a rename."""
+    if not _fsync_enabled():
+        return
+    root = Path(directory)
+    for entry in root.rglob("*") if recursive else root.iterdir():
+        if entry.is_file():
+            fd = os.open(entry, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+    fsync_dir(root)
+
+
 def temp_path_for(path: Path) -> Path:
     """A temporary name beside ``path``, unique per process and call."""
     return path.with_name(f"{path.name}.{os.getpid()}.{next(_counter)}.tmp")

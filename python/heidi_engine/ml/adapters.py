@@ -13,7 +13,7 @@ import re
 import shutil
 from pathlib import Path
 
-from ..io import _fsync_enabled, fsync_dir
+from ..io import _fsync_enabled, fsync_dir, fsync_files
 
 ADAPTER_FILES = ("adapter_model.safetensors", "adapter_config.json")
 _ROUND_DIR = re.compile(r"^round_(\d+)$")
@@ -43,15 +43,7 @@ def publish_dir(tmp: Path, final: Path) -> None:
 
     An existing ``final`` (a re-run of the stage) is moved aside first and deleted after.
     """
-    if _fsync_enabled():
-        for entry in tmp.iterdir():
-            if entry.is_file():
-                fd = os.open(entry, os.O_RDONLY)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-        fsync_dir(tmp)
+    fsync_files(tmp)
     old = None
     if final.exists():
         old = final.with_name(f"{final.name}.old.tmp.{os.getpid()}")

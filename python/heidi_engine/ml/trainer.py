@@ -157,18 +157,10 @@ def latest_checkpoint(checkpoint_dir: Path, run_key: dict, *, clean: bool = True
 
 
 def _publish_checkpoint(path: Path, step: int) -> None:
-    from ..io import _fsync_enabled, fsync_dir
+    from ..io import fsync_files
 
     (path / "training_args.bin").unlink(missing_ok=True)
-    if _fsync_enabled():
-        for entry in path.rglob("*"):
-            if entry.is_file():
-                fd = os.open(entry, os.O_RDONLY)
-                try:
-                    os.fsync(fd)
-                finally:
-                    os.close(fd)
-        fsync_dir(path)
+    fsync_files(path, recursive=True)
     write_json_atomic(path / COMPLETE_MARKER, {"step": step})
 
 

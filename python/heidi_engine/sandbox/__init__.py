@@ -60,6 +60,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..errors import HeidiError
+from ..process import pid_alive
 from . import supervisor as _supervisor
 
 LEVELS = ("auto", "bubblewrap", "rlimits-unsafe")
@@ -337,16 +338,6 @@ _slots = _SlotPool(MAX_SLOTS)
 WORK_PREFIX = "heidi-sbx-"
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def clean_stale_work_dirs(root: str | None = None) -> list[str]:
     """Remove ``heidi-sbx-<euid>-<pid>-*`` work directories whose process is gone (a
     crashed run of ``rlimits-unsafe``); returns what was removed."""
@@ -368,7 +359,7 @@ def clean_stale_work_dirs(root: str | None = None) -> list[str]:
         slot_uid = _running_as_root() and 0 <= info.st_uid - SANDBOX_UID_BASE < MAX_SLOTS
         if not (stat.S_ISDIR(info.st_mode) and (info.st_uid == os.geteuid() or slot_uid)):
             continue
-        if pid.isdigit() and not _pid_alive(int(pid)):
+        if pid.isdigit() and not pid_alive(int(pid)):
             shutil.rmtree(entry.path, ignore_errors=True)
             removed.append(entry.path)
     return removed
