@@ -14,6 +14,7 @@ import secrets
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
@@ -346,10 +347,20 @@ def test_attacks_fail_for_an_unprivileged_user_too(unprivileged_user, host_conte
     env = {"PATH": "/usr/bin:/bin", "HOME": str(home), "LANG": "C.UTF-8",
            "PYTHONPATH": f"{REPO / 'python'}:{REPO / 'tests'}",
            "HEIDI_TEST_SECRET": host_context["secret"]}
-    proc = subprocess.run(
-        ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
-         "/usr/bin/python3", "-B", str(REPO / "tests" / "sandbox_attacks.py"), json.dumps(context)],
-        env=env, cwd=str(home), capture_output=True, text=True, timeout=240)
+    # The user must reach the checkout (a clone in a 0700 temporary folder is out of its
+    # reach): its folders get search permission for others while the test runs.
+    opened = [p for p in (REPO, *REPO.parents) if not p.stat().st_mode & stat.S_IXOTH]
+    for path in opened:
+        path.chmod(path.stat().st_mode | stat.S_IXOTH)
+    try:
+        proc = subprocess.run(
+            ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups",
+             "/usr/bin/python3", "-B", str(REPO / "tests" / "sandbox_attacks.py"),
+             json.dumps(context)],
+            env=env, cwd=str(home), capture_output=True, text=True, timeout=240)
+    finally:
+        for path in opened:
+            path.chmod(path.stat().st_mode & ~stat.S_IXOTH)
     assert proc.returncode == 0, proc.stderr[-2000:]
     results = json.loads(proc.stdout)
     wrong = [(r["name"], r["reason"]) for r in results if r["passed"] != r["expected"]]
