@@ -25,8 +25,8 @@ DEFAULT_ENV = {
     "OUT_DIR": "./heidi_out",
     "PIPELINE_MODE": "full",
     "RUN_UNIT_TESTS": "1",
-    "ROUNDS": "3",
-    "SAMPLES_PER_ROUND": "50",
+    "ROUNDS": "2",
+    "SAMPLES_PER_ROUND": "240",
     "RUN_ID": "",
     "SEED": "42",
     "VAL_RATIO": "0.1",
@@ -69,7 +69,7 @@ DEFAULT_ENV = {
     "HEIDI_TEACHER_PRICE_PROMPT": "0.0",
     "HEIDI_TEACHER_PRICE_COMPLETION": "0.0",
     "BASE_MODEL": "smollm2",
-    "TRAIN_STEPS": "30",
+    "TRAIN_STEPS": "80",
     "LR": "0.0015",
     "LORA_R": "8",
     "LORA_ALPHA": "16",
@@ -101,7 +101,7 @@ def test_defaults_and_to_env(backend, clean_env):
     config = backend.Config.from_env()
     assert config.to_env() == DEFAULT_ENV
     assert list(config.to_env()) == list(DEFAULT_ENV)
-    assert config.rounds == 3 and config.val_ratio == 0.1 and config.fsync is True
+    assert config.rounds == 2 and config.val_ratio == 0.1 and config.fsync is True
     assert config.base_model == "smollm2" and config.run_id == ""
     assert backend.Config.field_names()[0] == "out_dir"
     assert backend.Config.env_names()["mock_subprocesses"] == "HEIDI_MOCK_SUBPROCESSES"
@@ -272,7 +272,7 @@ def test_stage_timeouts(backend, clean_env):
 
 def test_repr_and_immutability(backend, clean_env):
     config = backend.Config.from_env()
-    assert repr(config).startswith("Config(out_dir='./heidi_out', pipeline_mode='full', run_unit_tests=True, rounds=3")
+    assert repr(config).startswith("Config(out_dir='./heidi_out', pipeline_mode='full', run_unit_tests=True, rounds=2")
     with pytest.raises(AttributeError):
         config.rounds = 5
     assert hash(config) == hash(backend.Config.from_env())

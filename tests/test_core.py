@@ -185,7 +185,7 @@ def test_start_uses_the_configured_mode_by_default(backend, cores, out_dir):
     core = cores(backend, out_dir, pipeline_mode="collect")
     core.start()
     assert status(core)["mode"] == "collect"
-    assert events(out_dir)[0]["message"] == "mode=collect rounds=3"
+    assert events(out_dir)[0]["message"] == "mode=collect rounds=2"
 
 
 # ----- rejected calls ---------------------------------------------------------------

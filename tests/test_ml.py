@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import pytest
-
 from heidi_engine import ml
 from heidi_engine.errors import ConfigError
 from heidi_engine.ml import lora
@@ -229,6 +228,51 @@ def test_the_trainer_puts_the_loss_on_completion_tokens_only(tmp_path):
 
 
 @pytest.mark.ml
+def test_the_completion_span_loss_is_trls_loss(tmp_path):
+    """The left-padded, completion-span loss is the loss TRL computes over every position
+    of the same examples (right-padded by its own collator), gradients included."""
+    import torch
+    from heidi_engine.ml import trainer
+    from trl import SFTTrainer
+
+    model, tok = ml.load_model("tiny", seed=0, tokenizer_texts=CODE)
+    examples = tiny_examples(tok)[:4]
+    peft_model = lora.new_lora_adapter(model, r=8, alpha=16)
+    args = trainer.training_arguments(settings(batch_size=4), tmp_path / "ckpt")
+    ours = trainer.make_trainer(peft_model, tok, examples, args)
+    batch = next(iter(ours.get_train_dataloader()))
+    assert (batch["attention_mask"][:, -1] == 1).all()  # left-padded
+    stock = SFTTrainer(model=peft_model, args=args, train_dataset=trainer._dataset(examples),
+                       processing_class=tok)
+    stock_batch = next(iter(stock.get_train_dataloader()))
+    assert (stock_batch["attention_mask"][:, 0] == 1).all()  # TRL pads on the right
+
+    def loss_and_grads(sft, inputs):
+        peft_model.zero_grad()
+        loss = sft.compute_loss(peft_model, dict(inputs))
+        loss.backward()
+        return float(loss.detach()), [p.grad.clone() for p in peft_model.parameters()
+                                      if p.requires_grad]
+
+    peft_model.eval()  # no LoRA dropout: both see the same network
+    mine, mine_grads = loss_and_grads(ours, batch)
+    theirs, their_grads = loss_and_grads(stock, stock_batch)
+    assert mine == pytest.approx(theirs, rel=1e-4)
+    for a, b in zip(mine_grads, their_grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-6)
+
+
+def test_the_first_step_already_learns():
+    """Warm-up over the first tenth of the steps starts above zero, then linear decay."""
+    from heidi_engine.ml.trainer import lr_factor
+
+    assert [lr_factor(s, 5) for s in range(5)] == [1.0, 1.0, 0.75, 0.5, 0.25]
+    assert [lr_factor(s, 30) for s in range(4)] == [pytest.approx(1 / 3),
+                                                    pytest.approx(2 / 3), 1.0, 27 / 27]
+    assert lr_factor(29, 30) == pytest.approx(1 / 27)
+
+
+@pytest.mark.ml
 def test_training_is_deterministic_by_seed(tmp_path):
     from heidi_engine.ml import trainer
 
@@ -284,7 +328,6 @@ def test_checkpoints_of_another_run_or_incomplete_are_not_resumed(tmp_path):
 @pytest.mark.ml
 def test_precision_follows_the_device():
     import torch
-
     from heidi_engine.ml.trainer import resolve_precision
 
     if torch.cuda.is_available():
@@ -328,7 +371,6 @@ def test_chat_template_is_one_helper_for_train_and_eval():
 @pytest.mark.ml
 def test_qlora_says_why_it_is_impossible(tmp_path):
     import torch
-
     from heidi_engine.ml.models import qlora_unavailable_reason
 
     assert "not a transformers checkpoint" in qlora_unavailable_reason("tiny")
@@ -368,6 +410,40 @@ def test_smollm2_gguf_loads_and_writes_code():
     )
     out = ml.generate(model, tok, [text], 40)[0]
     assert "def is_even" in out and "%" in out
+
+
+@pytest.mark.ml
+@pytest.mark.slow
+def test_the_dequantised_gguf_is_cached_and_loads_the_same(tmp_path, monkeypatch):
+    """The first load dequantises the GGUF and keeps it (safetensors and JSON, private);
+    the next loads read that copy: same weights, same tokenizer and chat template."""
+    import torch
+    from heidi_engine.ml import models
+    from heidi_engine.ml.formatting import model_prompt
+
+    root = tmp_path / "models"
+    monkeypatch.setenv(models.MODEL_CACHE_ENV, str(root))
+    fresh, fresh_tok = ml.load_model("smollm2")
+    (entry,) = root.iterdir()
+    assert (entry / models.MODEL_CACHE_MARKER).is_file()
+    assert entry.stat().st_mode & 0o777 == 0o700
+    assert {p.suffix for p in entry.iterdir()} <= {".json", ".safetensors", ".jinja", ".txt"}
+    cached, tok = ml.load_model("smollm2")
+    want, got = fresh.state_dict(), cached.state_dict()
+    assert want.keys() == got.keys()
+    assert all(torch.equal(want[k], got[k]) for k in want)
+    text = model_prompt(fresh_tok, "def f(x):\n    \"\"\"Return x + 1.\"\"\"\n", True)
+    assert tok(text)["input_ids"] == fresh_tok(text)["input_ids"]
+    assert (tok.chat_template, tok.eos_token_id, tok.pad_token_id) == (
+        fresh_tok.chat_template, fresh_tok.eos_token_id, fresh_tok.pad_token_id)
+    # A copy another user could have written is never read, nor a damaged one.
+    entry.chmod(0o775)
+    assert models._load_cached_gguf(models.smollm2_gguf_path()) is None
+    entry.chmod(0o700)
+    (entry / "model.safetensors").write_bytes(b"not safetensors")
+    assert models._load_cached_gguf(models.smollm2_gguf_path()) is None
+    monkeypatch.setenv(models.MODEL_CACHE_ENV, "off")
+    assert models.model_cache_root() is None
 
 
 @pytest.mark.ml

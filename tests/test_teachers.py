@@ -250,7 +250,8 @@ def test_local_teacher_answers_with_the_real_smollm2(tmp_path):
     import sys
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("HEIDI_")}
-    env.update(HEIDI_TEACHER="local", SAMPLES_PER_ROUND="2", BASE_MODEL="smollm2")
+    env.update(HEIDI_TEACHER="local", SAMPLES_PER_ROUND="2", BASE_MODEL="smollm2",
+               HEIDI_TEACHER_MAX_TOKENS="96")
     result = subprocess.run(
         [sys.executable, "-m", "heidi_engine.stages.generate", "--round", "1",
          "--out-dir", str(tmp_path)],

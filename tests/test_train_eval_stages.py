@@ -290,6 +290,36 @@ def test_completion_of_cuts_at_the_end_of_the_function():
     assert not eval_stage.function_ended("    x = 1\n    return x\n")
 
 
+def test_every_way_a_chat_model_writes_the_function_is_read_fairly():
+    """The base model answers in many shapes; each is read as the function it writes, and
+    generation stops exactly where reading stops (nothing after could change the result)."""
+    task = procedural.generate(11, 1, "test")[0]
+    signature = task.prompt.split("\n")[0] + "\n"
+    body = task.canonical_solution.rstrip("\n") + "\n"
+    replies = {  # reply: the part of it that decides the completion
+        "continuation": (body, "\nprint(1)\n"),
+        "fenced": ("Sure!\n```python\n" + signature + body + "```", "\nDone"),
+        # a chat template that leaves a code block open: the answer only closes it
+        "closes an unopened fence": (signature + body + "```", "\n\nThis function works."),
+        "no fence, then prose": (signature + body + "\n", "This function works.\n"),
+        "imports, no fence, then a call": ("import re\n\n" + signature + body, "print(1)\n"),
+        "prose, then the function": ("Here it is:\n\n" + signature + body, "It works.\n"),
+    }
+    for name, (decisive, rest) in replies.items():
+        reply = decisive + rest
+        assert body.strip() in eval_stage.completion_of(task, reply), name
+        assert eval_stage.completion_of(task, decisive + rest.split("\n")[0]) == (
+            eval_stage.completion_of(task, reply)), name
+        stopped_at = next(i for i in range(1, len(reply) + 1)
+                          if eval_stage.reply_ended(reply[:i], chat=True))
+        assert stopped_at >= len(decisive), (name, reply[:stopped_at])
+        assert eval_stage.completion_of(task, reply[:stopped_at]) == (
+            eval_stage.completion_of(task, reply)), name
+    # prose that never writes code is read as nothing and runs to end of turn
+    assert eval_stage.completion_of(task, "I cannot help.\n").strip() == ""
+    assert not eval_stage.reply_ended("I cannot help.\nSorry.\n", chat=True)
+
+
 def test_pass_at_1_comes_from_the_sandbox_verdicts():
     tasks = procedural.generate(5, 4, "test")
     seen_programs = []

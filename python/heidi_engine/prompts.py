@@ -82,6 +82,11 @@ def code_blocks(text: str) -> list[tuple[str, str]]:
 
 def _pick_code(text: str, entry_point: str) -> str:
     text = _THINK.sub("", text)
+    head, fence, _ = text.partition("```")
+    if fence and re.search(rf"^def\s+{re.escape(entry_point)}\s*\(", head, re.MULTILINE):
+        # The answer began inside a code block (a chat template can leave one open) and
+        # closes a fence it never opened: the code is what precedes it.
+        return head
     blocks = code_blocks(text)
     if not blocks:
         return text
@@ -233,6 +238,37 @@ def student_prompt(task: object) -> str:
 def format_training_text(sample: Mapping) -> str:
     """One training example: student prompt followed by the completion."""
     return student_prompt(sample) + str(sample.get("completion", "")).rstrip("\n") + "\n"
+
+
+_CODE_START = re.compile(r"(?:async\s+def|def|class|import|from)\b|@|#")
+
+
+def opens_with_body(text: str) -> bool:
+    """Whether a reply's first non-blank line is indented: it continues a function."""
+    for line in text.splitlines():
+        if line.strip():
+            return line[0].isspace()
+    return False
+
+
+def leading_code(text: str) -> tuple[str, bool]:
+    """The code a reply writes out without a fence, and whether it has ended.
+
+    The code starts at the first top-level definition, import or decorator and runs
+    through indented and blank lines and further top-level definitions, imports,
+    decorators and comments, up to the first top-level line of anything else (prose, an
+    example call), which is left out; only a complete such line means the code has ended
+    (a partial last line could still turn into code).
+    """
+    out: list[str] = []
+    for line in text.splitlines(keepends=True):
+        top_level = bool(line.strip()) and not line[0].isspace()
+        if not out and not (top_level and _CODE_START.match(line)):
+            continue
+        if top_level and not _CODE_START.match(line):
+            return "".join(out), line.endswith("\n")
+        out.append(line)
+    return "".join(out), False
 
 
 def stop_at_toplevel(generated: str, prompt: str = "") -> str:

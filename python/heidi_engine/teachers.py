@@ -8,7 +8,8 @@
   :class:`AsyncCollector` (``HEIDI_TEACHER_BASE_URL``, ``HEIDI_TEACHER_MODEL``,
   ``HEIDI_TEACHER_API_KEY_ENV``, ``HEIDI_TEACHER_CONCURRENCY`` requests at a time).
 - ``local``: a transformers model on this machine (``HEIDI_TEACHER_MODEL``, else
-  ``BASE_MODEL``), greedy decoding.
+  ``BASE_MODEL``), greedy decoding, at most ``min(384, HEIDI_TEACHER_MAX_TOKENS)`` new
+  tokens per answer.
 
 Every teacher answers tasks (:meth:`Teacher.answer`, ``samples`` answers per task); all
 but ``reference`` also write free text for a prompt (:meth:`Teacher.write`), which the
@@ -399,13 +400,15 @@ class LocalTeacher(Teacher):
         self.system_prompt = system_prompt_of(config)
         self.temperature = float(getattr(config, "teacher_temperature", 0.0))
         self.top_p = float(getattr(config, "teacher_top_p", 1.0))
+        self.max_new_tokens = min(LOCAL_MAX_NEW_TOKENS,
+                                  int(getattr(config, "teacher_max_tokens", 1024)))
         self._loaded: tuple | None = None
 
     def identity(self) -> dict:
         decoding = ("greedy" if self.temperature == 0
                     else {"temperature": self.temperature, "top_p": self.top_p})
         return {"teacher": self.name, "model": self.model_name, "system_prompt": self.system_prompt,
-                "max_new_tokens": LOCAL_MAX_NEW_TOKENS, "decoding": decoding, "seed": self.seed}
+                "max_new_tokens": self.max_new_tokens, "decoding": decoding, "seed": self.seed}
 
     def _model(self) -> tuple:
         if self._loaded is None:
@@ -428,7 +431,7 @@ class LocalTeacher(Teacher):
         model, tokenizer = self._model()
         rendered = [self._render(tokenizer, r.prompt) for r in requests]
         if self.temperature == 0:
-            texts = ml.generate(model, tokenizer, rendered, LOCAL_MAX_NEW_TOKENS)
+            texts = ml.generate(model, tokenizer, rendered, self.max_new_tokens)
         else:
             # Sampled: each sample index draws from its own seeded generator, so sample k of
             # a prompt is reproducible and differs from sample j.
@@ -436,7 +439,7 @@ class LocalTeacher(Teacher):
             for sample in sorted({r.sample for r in requests}):
                 rows = [i for i, r in enumerate(requests) if r.sample == sample]
                 drawn = ml.generate(model, tokenizer, [rendered[i] for i in rows],
-                                    LOCAL_MAX_NEW_TOKENS, temperature=self.temperature,
+                                    self.max_new_tokens, temperature=self.temperature,
                                     top_p=self.top_p, seed=self.seed * 1000 + sample)
                 for i, text in zip(rows, drawn, strict=True):
                     texts[i] = text

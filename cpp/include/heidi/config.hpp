@@ -17,8 +17,8 @@ struct Config {
     std::string out_dir = "./heidi_out";
     std::string pipeline_mode = "full";
     bool run_unit_tests = true;
-    std::int64_t rounds = 3;
-    std::int64_t samples_per_round = 50;
+    std::int64_t rounds = 2;
+    std::int64_t samples_per_round = 240;
     std::string run_id;  // empty = generate
     std::int64_t seed = 42;
     double val_ratio = 0.1;
@@ -61,7 +61,7 @@ struct Config {
     double teacher_price_prompt = 0.0;       // per million tokens
     double teacher_price_completion = 0.0;
     std::string base_model = "smollm2";
-    std::int64_t train_steps = 30;
+    std::int64_t train_steps = 80;
     double lr = 0.0015;
     std::int64_t lora_r = 8;
     std::int64_t lora_alpha = 16;

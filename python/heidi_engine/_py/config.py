@@ -53,8 +53,8 @@ _FIELDS: tuple[_Field, ...] = (
     _Field("out_dir", "OUT_DIR", "path", "./heidi_out"),
     _Field("pipeline_mode", "PIPELINE_MODE", "choice", "full", choices=("full", "collect")),
     _Field("run_unit_tests", "RUN_UNIT_TESTS", "bool", True),
-    _Field("rounds", "ROUNDS", "int", 3, minimum=1),
-    _Field("samples_per_round", "SAMPLES_PER_ROUND", "int", 50, minimum=1),
+    _Field("rounds", "ROUNDS", "int", 2, minimum=1),
+    _Field("samples_per_round", "SAMPLES_PER_ROUND", "int", 240, minimum=1),
     _Field("run_id", "RUN_ID", "run_id", ""),
     _Field("seed", "SEED", "int", 42, minimum=0),
     _Field("val_ratio", "VAL_RATIO", "float", 0.1, float_ok="[0,1)"),
@@ -102,7 +102,7 @@ _FIELDS: tuple[_Field, ...] = (
     _Field("teacher_price_completion", "HEIDI_TEACHER_PRICE_COMPLETION", "float", 0.0,
            float_ok=">=0"),
     _Field("base_model", "BASE_MODEL", "str", "smollm2"),
-    _Field("train_steps", "TRAIN_STEPS", "int", 30, minimum=1),
+    _Field("train_steps", "TRAIN_STEPS", "int", 80, minimum=1),
     _Field("lr", "LR", "float", 0.0015, float_ok=">0"),
     _Field("lora_r", "LORA_R", "int", 8, minimum=1),
     _Field("lora_alpha", "LORA_ALPHA", "int", 16, minimum=1),
@@ -275,8 +275,8 @@ class Config:
     out_dir: str = "./heidi_out"
     pipeline_mode: str = "full"
     run_unit_tests: bool = True
-    rounds: int = 3
-    samples_per_round: int = 50
+    rounds: int = 2
+    samples_per_round: int = 240
     run_id: str = ""
     seed: int = 42
     val_ratio: float = 0.1
@@ -319,7 +319,7 @@ class Config:
     teacher_price_prompt: float = 0.0
     teacher_price_completion: float = 0.0
     base_model: str = "smollm2"
-    train_steps: int = 30
+    train_steps: int = 80
     lr: float = 0.0015
     lora_r: int = 8
     lora_alpha: int = 16

@@ -83,18 +83,22 @@ def _target_span(labels: Any) -> int:
     return int(labels.shape[1] - first)
 
 
-def _accepts_logits_to_keep(model: Any) -> bool:
+def accepts_logits_to_keep(model: Any) -> bool:
     import inspect
 
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     return "logits_to_keep" in inspect.signature(base.forward).parameters
 
 
-def _summed_loss(model: Any, batch: dict[str, Any]) -> tuple[Any, int]:
+def summed_loss(
+    model: Any, batch: dict[str, Any], *, logits_to_keep: bool | None = None
+) -> tuple[Any, int]:
     """Sum of the per-token cross-entropy over target tokens, and their number.
 
     Only the last ``span + 1`` positions get logits (the LM head over a 49k vocabulary is
-    a fifth of the model's work; prompt positions have no targets).
+    a fifth of the model's work; prompt positions have no targets). ``logits_to_keep``
+    says whether the model's forward takes that argument (None: look; a DDP wrapper hides
+    the signature, so the trainer looks once on the unwrapped model).
     """
     import torch.nn.functional as F
 
@@ -102,7 +106,9 @@ def _summed_loss(model: Any, batch: dict[str, Any]) -> tuple[Any, int]:
     batch = {k: v.to(device) for k, v in batch.items()}
     labels = batch["labels"]
     keep = min(_target_span(labels) + 1, labels.shape[1])
-    extra = {"logits_to_keep": keep} if _accepts_logits_to_keep(model) else {}
+    if logits_to_keep is None:
+        logits_to_keep = accepts_logits_to_keep(model)
+    extra = {"logits_to_keep": keep} if logits_to_keep else {}
     logits = model(
         input_ids=batch["input_ids"],
         attention_mask=batch["attention_mask"],
@@ -134,7 +140,7 @@ def mean_loss(
     with torch.inference_mode():
         for start in range(0, len(examples), batch_size):
             batch = collate(examples[start : start + batch_size], pad_token_id)
-            loss, n = _summed_loss(model, batch)
+            loss, n = summed_loss(model, batch)
             total += float(loss)
             count += n
     model.train(was_training)

@@ -9,8 +9,11 @@ inside the functions so ``import heidi_engine`` stays light.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
+import json
 import os
+import shutil
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +35,12 @@ TINY_INTERMEDIATE = 176
 TINY_MAX_POSITIONS = 2048
 TINY_SPECIAL_TOKENS = ("<pad>", "<eos>")
 TOKENIZER_FILE = "tokenizer.json"
+
+# Dequantised GGUF models are kept as float32 safetensors (data only) so later loads skip
+# the dequantisation: HEIDI_MODEL_CACHE names the directory, or "off".
+MODEL_CACHE_ENV = "HEIDI_MODEL_CACHE"
+MODEL_CACHE_MARKER = "heidi_model_cache.json"
+MODEL_CACHE_FORMAT = 1
 
 # A fixed sample of Python so every tiny tokenizer has merges for the common keywords
 # and indentation, whatever the round's data looks like.
@@ -147,43 +156,57 @@ def load_model(
         tokenizer = _tiny_tokenizer(tokenizer_dir, tokenizer_texts)
         model = build_tiny_model(tokenizer, seed=seed)
     else:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        if source.kind == "gguf":
-            gguf = Path(source.location)
-            kwargs: dict[str, Any] = {"gguf_file": gguf.name}
-            location = str(gguf.parent)
+        loaded = None
+        if source.kind == "gguf" and not quantize_4bit:
+            loaded = _load_cached_gguf(Path(source.location))
+        if loaded is not None:
+            model, tokenizer = loaded
         else:
-            kwargs = {"local_files_only": True}
-            location = source.location
-        if quantize_4bit:
-            from transformers import BitsAndBytesConfig
-
-            compute = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-            kwargs["quantization_config"] = BitsAndBytesConfig(
-                load_in_4bit=True,
-                bnb_4bit_quant_type="nf4",
-                bnb_4bit_use_double_quant=True,
-                bnb_4bit_compute_dtype=compute,
-            )
-            kwargs["device_map"] = {"": cuda_device_index()}
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(location, **kwargs)
-            model = AutoModelForCausalLM.from_pretrained(location, dtype=torch.float32, **kwargs)
-        except OSError as exc:
-            if source.kind == "hub":
-                raise _bad_model(
-                    base_model, "not found in the local Hugging Face cache and downloads are "
-                    "off (HF_HUB_OFFLINE=1); put the model in a directory and point BASE_MODEL "
-                    "at it"
-                ) from exc
-            raise _bad_model(base_model, f"cannot be loaded: {exc}") from exc
-        if source.kind == "gguf":
-            _forget_gguf_quantization(model)
+            model, tokenizer = _load_transformers(source, quantize_4bit)
+            if source.kind == "gguf":
+                _forget_gguf_quantization(model)
+                if not quantize_4bit:
+                    _cache_gguf(Path(source.location), model, tokenizer)
     _ensure_pad_token(tokenizer)
     if not quantize_4bit:
         model = model.to(device)
     model.eval()
+    return model, tokenizer
+
+
+def _load_transformers(source: ModelSource, quantize_4bit: bool) -> tuple[Any, Any]:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    if source.kind == "gguf":
+        gguf = Path(source.location)
+        kwargs: dict[str, Any] = {"gguf_file": gguf.name}
+        location = str(gguf.parent)
+    else:
+        kwargs = {"local_files_only": True}
+        location = source.location
+    if quantize_4bit:
+        from transformers import BitsAndBytesConfig
+
+        compute = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=compute,
+        )
+        kwargs["device_map"] = {"": cuda_device_index()}
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(location, **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(location, dtype=torch.float32, **kwargs)
+    except OSError as exc:
+        if source.kind == "hub":
+            raise _bad_model(
+                source.name, "not found in the local Hugging Face cache and downloads are "
+                "off (HF_HUB_OFFLINE=1); put the model in a directory and point BASE_MODEL "
+                "at it"
+            ) from exc
+        raise _bad_model(source.name, f"cannot be loaded: {exc}") from exc
     return model, tokenizer
 
 
@@ -198,6 +221,112 @@ def _forget_gguf_quantization(model: Any) -> None:
         config = getattr(module, "config", None)
         if getattr(config, "_is_quantized", False):
             config._is_quantized = False
+
+
+# --- the dequantised-GGUF cache ------------------------------------------------------
+
+
+def model_cache_root() -> Path | None:
+    """Where dequantised GGUF models are kept (None: ``HEIDI_MODEL_CACHE=off``)."""
+    value = os.environ.get(MODEL_CACHE_ENV, "").strip()
+    if value == "off":
+        return None
+    if value:
+        return Path(value).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME", "")
+    base = Path(cache) if os.path.isabs(cache) else Path.home() / ".cache"
+    return base / "heidi" / "models"
+
+
+def _gguf_cache_dir(gguf: Path) -> Path | None:
+    """The cache entry of this GGUF file's exact bytes under this torch and transformers."""
+    import torch
+    import transformers
+
+    root = model_cache_root()
+    if root is None:
+        return None
+    digest = hashlib.sha256()
+    with open(gguf, "rb") as f:
+        while chunk := f.read(1 << 22):
+            digest.update(chunk)
+    key = hashlib.sha256(json.dumps({
+        "gguf_sha256": digest.hexdigest(), "format": MODEL_CACHE_FORMAT,
+        "torch": torch.__version__, "transformers": transformers.__version__,
+    }, sort_keys=True).encode()).hexdigest()
+    return root / f"{gguf.stem}-{key[:24]}"
+
+
+def _private(path: Path) -> bool:
+    """Owned by this user and writable by nobody else (a cache another user could write
+    to could swap the weights)."""
+    try:
+        info = path.lstat()
+    except OSError:
+        return False
+    import stat
+
+    return (stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid()
+            and not info.st_mode & 0o022)
+
+
+def _cached_gguf(gguf: Path) -> Path | None:
+    """The complete, private cache entry of ``gguf``, or None."""
+    try:
+        entry = _gguf_cache_dir(gguf)
+    except OSError:
+        return None
+    if entry is None or not (_private(entry.parent) and _private(entry)):
+        return None
+    return entry if (entry / MODEL_CACHE_MARKER).is_file() else None
+
+
+def _load_cached_gguf(gguf: Path) -> tuple[Any, Any] | None:
+    """``(model, tokenizer)`` from the cache entry of ``gguf``, or None (then the GGUF is
+    loaded and dequantised as usual: an unreadable entry only costs the time). Only
+    safetensors and JSON are read from it; no code is ever loaded."""
+    entry = _cached_gguf(gguf)
+    if entry is None:
+        return None
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(entry, local_files_only=True)
+        model = AutoModelForCausalLM.from_pretrained(
+            entry, dtype=torch.float32, local_files_only=True, use_safetensors=True,
+            trust_remote_code=False,
+        )
+    except (OSError, ValueError, RuntimeError, KeyError):
+        return None
+    return model, tokenizer
+
+
+def _cache_gguf(gguf: Path, model: Any, tokenizer: Any) -> None:
+    """Keep the dequantised model for the next load; any failure only skips the cache."""
+    try:
+        entry = _gguf_cache_dir(gguf)
+        if entry is None:
+            return
+        entry.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not _private(entry.parent) or entry.exists():
+            return
+        staging = entry.with_name(f".{entry.name}.{os.getpid()}.tmp")
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(mode=0o700)
+        try:
+            model.save_pretrained(staging, safe_serialization=True)
+            tokenizer.save_pretrained(staging)
+            from ..io import fsync_files, write_json_atomic
+
+            write_json_atomic(staging / MODEL_CACHE_MARKER,
+                              {"source": str(gguf), "format": MODEL_CACHE_FORMAT})
+            fsync_files(staging, recursive=True)
+            os.rename(staging, entry)  # publication: a complete entry or none
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    except (OSError, ValueError, RuntimeError):
+        return
 
 
 def cuda_device_index() -> int:

@@ -2,11 +2,21 @@
 
 The examples come tokenised (:func:`heidi_engine.ml.lora.encode_example`: the model prompt
 and the completion tokenised apart, as at generation time), as ``input_ids`` plus a
-``completion_mask``; TRL turns the mask into labels (loss on completion tokens only),
-packs when asked, pads and batches. The trainer brings what a user of transformers
-expects: mixed precision, gradient accumulation and checkpointing, ``torchrun`` /
-``accelerate launch`` data parallelism, ``report_to`` tracking (TensorBoard by default),
-and checkpoints to resume from.
+``completion_mask``: the loss is on completion tokens only. The trainer brings what a user
+of transformers expects: mixed precision, gradient accumulation and checkpointing,
+``torchrun`` / ``accelerate launch`` data parallelism, ``report_to`` tracking (TensorBoard
+by default), and checkpoints to resume from.
+
+Two things differ from a stock ``SFTTrainer`` (:class:`CompletionSFTTrainer`):
+
+- Without packing, batches are left-padded (:func:`heidi_engine.ml.lora.collate`), so every
+  row's completion ends at the right edge and the LM head (a 49k-vocabulary projection,
+  a fifth of a small model's work) runs on the completion span only; TRL's own loss
+  scores every position off-GPU and adds entropy and accuracy metrics. With packing, TRL's
+  collator and loss are used unchanged.
+- The learning rate warms up linearly over the first tenth of the steps *including* the
+  first (transformers' linear schedule gives step 1 a learning rate of 0), then decays
+  linearly towards zero.
 
 Checkpoints: every ``save_steps`` steps the trainer writes ``checkpoint-K`` under the
 round's checkpoint directory; once it is complete, a ``heidi_complete.json`` marker is
@@ -124,6 +134,62 @@ def _dataset(examples: Sequence[Example]) -> Any:
     })
 
 
+def lr_factor(step: int, total_steps: int) -> float:
+    """The learning rate of optimiser step ``step`` (0-based) as a share of the peak."""
+    warmup = max(1, total_steps // WARMUP_SHARE)
+    if step < warmup:
+        return (step + 1) / warmup
+    return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+
+
+class _LeftPadCollator:
+    """Batches of ``{"input_ids", "labels"}`` rows (TRL builds the labels from the
+    completion mask), left-padded (lora.collate)."""
+
+    def __init__(self, pad_token_id: int) -> None:
+        self.pad_token_id = pad_token_id
+
+    def __call__(self, rows: list[dict]) -> dict[str, Any]:
+        from .lora import collate
+
+        return collate([Example(list(r["input_ids"]), list(r["labels"])) for r in rows],
+                       self.pad_token_id)
+
+
+def _trainer_class() -> type:
+    from torch.optim.lr_scheduler import LambdaLR
+    from trl import SFTTrainer
+
+    class CompletionSFTTrainer(SFTTrainer):
+        """SFTTrainer with the completion-span loss and the warm-up described above."""
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if self.args.packing or return_outputs:
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            from .lora import summed_loss
+
+            loss_sum, n_tokens = summed_loss(model, inputs,
+                                             logits_to_keep=self._accepts_logits_to_keep)
+            denominator = n_tokens if num_items_in_batch is None else num_items_in_batch
+            loss = loss_sum / max(1, int(denominator))
+            # As in Trainer.compute_loss: num_items_in_batch counts every rank's tokens and
+            # DDP averages the gradients across ranks.
+            if self.args.average_tokens_across_devices and num_items_in_batch is not None:
+                loss = loss * self.accelerator.num_processes
+            return loss
+
+        def create_scheduler(self, num_training_steps, optimizer=None):
+            if self.lr_scheduler is None:
+                self.lr_scheduler = LambdaLR(
+                    optimizer if optimizer is not None else self.optimizer,
+                    lambda step: lr_factor(step, num_training_steps),
+                )
+                self._created_lr_scheduler = True
+            return self.lr_scheduler
+
+    return CompletionSFTTrainer
+
+
 # --- checkpoints --------------------------------------------------------------------
 
 
@@ -235,8 +301,7 @@ def training_arguments(settings: TrainSettings, output_dir: Path) -> Any:
         per_device_train_batch_size=settings.batch_size,
         gradient_accumulation_steps=settings.grad_accum,
         learning_rate=settings.lr,
-        lr_scheduler_type="linear",
-        warmup_steps=max(1, settings.steps // WARMUP_SHARE),
+        # The schedule itself is lr_factor (CompletionSFTTrainer.create_scheduler).
         weight_decay=0.0,
         max_grad_norm=1.0,
         optim="adamw_torch",
@@ -268,18 +333,22 @@ def training_arguments(settings: TrainSettings, output_dir: Path) -> Any:
 
 def make_trainer(model: Any, tokenizer: Any, examples: Sequence[Example], args: Any,
                  *callbacks: Any) -> Any:
-    """TRL's SFTTrainer over the tokenised examples, printing nothing to stdout (the
-    stage's stdout carries its ``@heidi`` events)."""
+    """TRL's SFTTrainer (:class:`CompletionSFTTrainer`) over the tokenised examples,
+    printing nothing to stdout (the stage's stdout carries its ``@heidi`` events)."""
     from transformers import PrinterCallback
-    from trl import SFTTrainer
 
-    trainer = SFTTrainer(
+    from .lora import accepts_logits_to_keep
+
+    extra = {} if args.packing else {"data_collator": _LeftPadCollator(tokenizer.pad_token_id)}
+    trainer = _trainer_class()(
         model=model,
         args=args,
         train_dataset=_dataset(examples),
         processing_class=tokenizer,
         callbacks=list(callbacks),
+        **extra,
     )
+    trainer._accepts_logits_to_keep = accepts_logits_to_keep(model)
     trainer.remove_callback(PrinterCallback)
     return trainer
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -69,20 +70,34 @@ def function_ended(generated: str) -> bool:
 
 
 def reply_ended(generated: str, chat: bool) -> bool:
-    """When to stop generating: a fenced answer at its closing fence; a continuation
-    at its first top-level line; a chat reply otherwise at end of turn (EOS)."""
-    if FENCE in generated:
-        return generated.count(FENCE) >= 2
-    return not chat and function_ended(generated)
+    """When to stop generating: where :func:`completion_of` stops reading the reply, so
+    nothing generated after it could change the result.
+
+    A fenced answer at its closing fence (or at the first fence, when code precedes it:
+    the answer began inside a block); a continuation (any reply without a chat template,
+    and a chat reply that opens with an indented body line, as the trained student
+    answers) at its first top-level line; a chat reply that writes code out without a
+    fence at the first top-level line after it that is not code; other replies at end of
+    turn (EOS) or the token budget."""
+    head, fence, _ = generated.partition(FENCE)
+    if fence:
+        code = prompts.leading_code(head)[0]
+        return generated.count(FENCE) >= 2 or bool(re.search(r"^def\s", code, re.MULTILINE))
+    if chat and not prompts.opens_with_body(generated):
+        return prompts.leading_code(generated)[1]
+    return function_ended(generated)
 
 
 def completion_of(task: Task, generated: str) -> str:
-    """The code a generated continuation (or a fenced chat answer) contributes after the
-    task's prompt."""
+    """The code a reply contributes after the task's prompt: a fenced answer read like a
+    teacher's; a continuation up to its first top-level line; a function written out
+    without a fence up to where its code ends (:func:`prompts.leading_code`)."""
     if FENCE in generated:  # an instruct model's answer: read it like a teacher's
         return prompts.extract_code(generated, task.entry_point, task.prompt)
-    body = prompts.stop_at_toplevel(generated, task.prompt)
-    return prompts.extract_code(body, task.entry_point, task.prompt)
+    code = "" if prompts.opens_with_body(generated) else prompts.leading_code(generated)[0]
+    if not code.strip():  # a continuation of the prompt
+        code = prompts.stop_at_toplevel(generated, task.prompt)
+    return prompts.extract_code(code, task.entry_point, task.prompt)
 
 
 def judge(
@@ -114,6 +129,21 @@ def evaluate_student(
 ) -> list[dict]:
     """Per-task verdicts of one greedy completion each."""
     return judge(tasks, generate([prompts.student_prompt(task) for task in tasks]), run_programs)
+
+
+def trained_val_loss(adapter_dir: Path, n_val_samples: int) -> float | None:
+    """``val_loss`` from the adapter's ``metrics.json`` when it was measured on this many
+    validation samples, else None (then the eval stage measures it)."""
+    try:
+        metrics = json.loads((adapter_dir / "metrics.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(metrics, dict) or metrics.get("n_val_samples") != n_val_samples:
+        return None
+    loss = metrics.get("val_loss")
+    if isinstance(loss, bool) or not isinstance(loss, (int, float)):
+        return None
+    return float(loss)
 
 
 def summarize(results: Sequence[dict]) -> dict:
@@ -325,6 +355,9 @@ def run(ctx: StageContext) -> dict:
             baseline = {"key": key, "sections": measure("baseline")}
         write_json_atomic(baseline_path, baseline)
 
+    # The adapter's weights folded into the base layers: the same function, without the
+    # LoRA branch on every generated token.
+    model.merge_adapter()
     student = measure("student")
     val_started = time.perf_counter()
 
@@ -332,8 +365,12 @@ def run(ctx: StageContext) -> dict:
         examples, _ = encode_samples(tokenizer, samples, config.seq_len, chat=chat)
         return mean_loss(model, examples, tokenizer.pad_token_id, config.batch_size)
 
-    val_loss = loss_on(val_samples)
-    fixed_val_loss = loss_on(fixed_val_samples)
+    # The train stage measured this adapter on this round's validation split already
+    # (same examples, same loss); the first round's split is also the fixed one.
+    val_loss = trained_val_loss(adapter_dir, len(val_samples))
+    if val_loss is None:
+        val_loss = loss_on(val_samples)
+    fixed_val_loss = val_loss if ctx.round == FIXED_VAL_ROUND else loss_on(fixed_val_samples)
     timings["val_s"] = time.perf_counter() - val_started
 
     failed_before = previous_dev_failures(paths.out_dir, ctx.round, baseline)
