@@ -102,7 +102,7 @@ _FIELDS: tuple[_Field, ...] = (
     _Field("teacher_price_completion", "HEIDI_TEACHER_PRICE_COMPLETION", "float", 0.0,
            float_ok=">=0"),
     _Field("base_model", "BASE_MODEL", "str", "smollm2"),
-    _Field("train_steps", "TRAIN_STEPS", "int", 80, minimum=1),
+    _Field("train_steps", "TRAIN_STEPS", "int", 64, minimum=1),
     _Field("lr", "LR", "float", 0.0015, float_ok=">0"),
     _Field("lora_r", "LORA_R", "int", 8, minimum=1),
     _Field("lora_alpha", "LORA_ALPHA", "int", 16, minimum=1),
@@ -319,7 +319,7 @@ class Config:
     teacher_price_prompt: float = 0.0
     teacher_price_completion: float = 0.0
     base_model: str = "smollm2"
-    train_steps: int = 80
+    train_steps: int = 64
     lr: float = 0.0015
     lora_r: int = 8
     lora_alpha: int = 16
