@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include <heidi/errors.hpp>
+#include <heidi/run_layout.hpp>
 
 #include "process.hpp"
 
@@ -54,7 +55,7 @@ void EngineRunner::loop() {
             }
             std::unique_lock lock(mu_);
             in_tick_ = false;
-            if (state == "IDLE" || state == "ERROR" || state == "PAUSED")
+            if (state == heidi::kIdle || state == heidi::kError || state == heidi::kPaused)
                 cv_.wait_for(lock, kIdlePoll, [this] { return woken_ || stopping_; });
         }
     } catch (const std::exception& e) {

@@ -8,24 +8,11 @@
 #include <cerrno>
 
 #include <heidi/clock.hpp>
+#include <heidi/fd.hpp>
 #include <heidi/json.hpp>
 
 namespace heidid {
 namespace {
-
-class Fd {
-public:
-    explicit Fd(int fd) : fd_(fd) {}
-    ~Fd() {
-        if (fd_ >= 0) ::close(fd_);
-    }
-    Fd(const Fd&) = delete;
-    Fd& operator=(const Fd&) = delete;
-    int get() const { return fd_; }
-
-private:
-    int fd_;
-};
 
 bool read_range(int fd, std::int64_t offset, std::int64_t length, std::string& out) {
     out.resize(static_cast<std::size_t>(length));
@@ -41,8 +28,8 @@ bool read_range(int fd, std::int64_t offset, std::int64_t length, std::string& o
 }
 
 std::size_t stage_index(std::string_view stage) {
-    return static_cast<std::size_t>(std::find(kStages.begin(), kStages.end(), stage) -
-                                    kStages.begin());
+    return static_cast<std::size_t>(std::find(heidi::kStages.begin(), heidi::kStages.end(), stage) -
+                                    heidi::kStages.begin());
 }
 
 }  // namespace
@@ -58,8 +45,8 @@ void JournalIndex::reset_locked() {
 }
 
 void JournalIndex::refresh_locked() {
-    Fd fd(::open(path_.c_str(), O_RDONLY | O_CLOEXEC));
-    if (fd.get() < 0) {
+    heidi::Fd fd(::open(path_.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd) {
         reset_locked();
         return;
     }
@@ -96,7 +83,7 @@ void JournalIndex::fold(std::string_view line) {
     if (stage_it == event.end() || !stage_it->is_string()) return;
     std::string stage = stage_it->get<std::string>();
     std::size_t index = stage_index(stage);
-    if (index >= kStages.size()) return;
+    if (index >= heidi::kStages.size()) return;
     std::int64_t ts_ms = 0;
     auto ts_it = event.find("ts");
     bool have_ts = ts_it != event.end() && ts_it->is_string() &&
@@ -128,7 +115,9 @@ void JournalIndex::fold(std::string_view line) {
         std::string level = (level_it != event.end() && level_it->is_string())
                                 ? level_it->get<std::string>()
                                 : std::string();
-        std::size_t outcome = level == "info" ? 0 : level == "warn" ? 2 : 1;
+        std::size_t outcome = level == heidi::kStageOkLevel          ? 0
+                              : level == heidi::kStageCancelledLevel ? 2
+                                                                     : 1;
         stats.runs[outcome] += 1;
         auto started = stage_started_ms_.find(stage);
         if (started != stage_started_ms_.end()) {
@@ -140,8 +129,8 @@ void JournalIndex::fold(std::string_view line) {
         }
         auto counters = event.find("counters_delta");
         if (outcome == 0 && counters != event.end() && counters->is_object()) {
-            for (std::size_t i = 0; i < kSampleCounters.size(); ++i) {
-                auto value = counters->find(std::string(kSampleCounters[i].first));
+            for (std::size_t i = 0; i < heidi::kCountFiles.size(); ++i) {
+                auto value = counters->find(std::string(heidi::kCountFiles[i].first));
                 if (value != counters->end() && value->is_number_integer())
                     aggregates_.samples[i] += value->get<std::int64_t>();
             }
@@ -166,9 +155,9 @@ EventPage JournalIndex::page(std::int64_t since, std::int64_t limit) {
     if (first == last) return page;
     std::int64_t begin = offsets_[static_cast<std::size_t>(first)];
     std::int64_t end = last < count ? offsets_[static_cast<std::size_t>(last)] : end_;
-    Fd fd(::open(path_.c_str(), O_RDONLY | O_CLOEXEC));
+    heidi::Fd fd(::open(path_.c_str(), O_RDONLY | O_CLOEXEC));
     std::string data;
-    if (fd.get() < 0 || !read_range(fd.get(), begin, end - begin, data)) return page;
+    if (!fd || !read_range(fd.get(), begin, end - begin, data)) return page;
     std::size_t start = 0;
     for (std::int64_t i = first; i < last; ++i) {
         std::size_t newline = data.find('\n', start);

@@ -15,21 +15,12 @@
 #include <string_view>
 #include <vector>
 
+#include <heidi/run_layout.hpp>
+
 namespace heidid {
 
-inline constexpr std::array<std::string_view, 5> kStages = {"generate", "validate", "test",
-                                                           "train", "eval"};
+// A stage run's outcome, told by its stage_end's level (heidi/run_layout.hpp).
 inline constexpr std::array<std::string_view, 3> kStageOutcomes = {"ok", "failed", "cancelled"};
-// stage_end counter -> sample outcome.
-inline constexpr std::array<std::pair<std::string_view, std::string_view>, 7> kSampleCounters = {{
-    {"raw_lines", "raw"},
-    {"clean_lines", "clean"},
-    {"rejected_lines", "rejected"},
-    {"tested_lines", "tested"},
-    {"test_failed", "test_failed"},
-    {"train_lines", "train"},
-    {"val_lines", "val"},
-}};
 
 // Teacher usage_delta names summed over every event (tokens and cost paid for).
 inline constexpr std::array<std::string_view, 3> kTeacherUsage = {"prompt_tokens", "completion_tokens",
@@ -43,8 +34,8 @@ struct StageStats {
 
 struct JournalAggregates {
     std::int64_t last_seq = 0;
-    std::array<StageStats, kStages.size()> stages{};
-    std::array<std::int64_t, kSampleCounters.size()> samples{};
+    std::array<StageStats, heidi::kStages.size()> stages{};
+    std::array<std::int64_t, heidi::kCountFiles.size()> samples{};
     std::array<std::int64_t, kTeacherUsage.size()> teacher_usage{};
     std::int64_t teacher_cache_hits = 0;
 };

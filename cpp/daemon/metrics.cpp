@@ -1,14 +1,12 @@
 #include "metrics.hpp"
 
-#include <array>
 #include <cstdio>
 #include <string_view>
 
+#include <heidi/run_layout.hpp>
+
 namespace heidid {
 namespace {
-
-constexpr std::array<std::string_view, 8> kStates = {
-    "IDLE", "COLLECTING", "VALIDATING", "TESTING", "FINALIZING", "EVALUATING", "ERROR", "PAUSED"};
 
 std::string seconds(std::int64_t ms) {
     char buf[64];
@@ -54,7 +52,7 @@ std::string render_metrics(const std::string& status_json, const JournalAggregat
                   status["paused"].get<bool>();
     Writer w;
     w.family("heidi_state", "gauge", "Current run state (1 for the state the run is in).");
-    for (auto s : kStates)
+    for (auto s : heidi::kStatusStates)
         w.line("heidi_state{state=\"", s, "\"} ", s == state ? "1" : "0");
     w.family("heidi_paused", "gauge", "1 while the run is paused.");
     w.line("heidi_paused ", paused ? "1" : "0");
@@ -64,33 +62,33 @@ std::string render_metrics(const std::string& status_json, const JournalAggregat
     w.line("heidi_rounds ", std::to_string(int_field(status, "rounds_total")));
 
     w.family("heidi_stage_runs_total", "counter", "Stage runs by outcome (ok, failed, cancelled).");
-    for (std::size_t s = 0; s < kStages.size(); ++s)
+    for (std::size_t s = 0; s < heidi::kStages.size(); ++s)
         for (std::size_t o = 0; o < kStageOutcomes.size(); ++o)
-            w.line("heidi_stage_runs_total{stage=\"", kStages[s], "\",outcome=\"", kStageOutcomes[o],
-                   "\"} ", std::to_string(journal.stages[s].runs[o]));
+            w.line("heidi_stage_runs_total{stage=\"", heidi::kStages[s], "\",outcome=\"",
+                   kStageOutcomes[o], "\"} ", std::to_string(journal.stages[s].runs[o]));
     w.family("heidi_stage_duration_seconds", "summary", "Wall time of finished stage runs.");
-    for (std::size_t s = 0; s < kStages.size(); ++s) {
+    for (std::size_t s = 0; s < heidi::kStages.size(); ++s) {
         const StageStats& stats = journal.stages[s];
         std::int64_t runs = 0;
         for (auto r : stats.runs) runs += r;
-        w.line("heidi_stage_duration_seconds_sum{stage=\"", kStages[s], "\"} ",
+        w.line("heidi_stage_duration_seconds_sum{stage=\"", heidi::kStages[s], "\"} ",
                seconds(stats.duration_ms_sum));
-        w.line("heidi_stage_duration_seconds_count{stage=\"", kStages[s], "\"} ",
+        w.line("heidi_stage_duration_seconds_count{stage=\"", heidi::kStages[s], "\"} ",
                std::to_string(runs));
     }
     w.family("heidi_stage_last_duration_seconds", "gauge", "Wall time of the latest run of a stage.");
-    for (std::size_t s = 0; s < kStages.size(); ++s)
-        w.line("heidi_stage_last_duration_seconds{stage=\"", kStages[s], "\"} ",
+    for (std::size_t s = 0; s < heidi::kStages.size(); ++s)
+        w.line("heidi_stage_last_duration_seconds{stage=\"", heidi::kStages[s], "\"} ",
                seconds(journal.stages[s].last_duration_ms));
 
     w.family("heidi_samples_total", "counter", "Samples written, by outcome, over all rounds.");
-    for (std::size_t i = 0; i < kSampleCounters.size(); ++i)
-        w.line("heidi_samples_total{outcome=\"", kSampleCounters[i].second, "\"} ",
+    for (std::size_t i = 0; i < heidi::kCountFiles.size(); ++i)
+        w.line("heidi_samples_total{outcome=\"", heidi::kCountFiles[i].second, "\"} ",
                std::to_string(journal.samples[i]));
     w.family("heidi_round_samples", "gauge", "Samples of the current round, by outcome.");
     const heidi::json::Value counts =
         status.contains("counts") ? status["counts"] : heidi::json::Value::object();
-    for (const auto& [counter, outcome] : kSampleCounters)
+    for (const auto& [counter, outcome] : heidi::kCountFiles)
         w.line("heidi_round_samples{outcome=\"", outcome, "\"} ",
                std::to_string(int_field(counts, std::string(counter).c_str())));
 

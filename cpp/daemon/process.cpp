@@ -15,8 +15,10 @@
 #include <cstring>
 #include <filesystem>
 #include <stdexcept>
-#include <string_view>
+#include <utility>
 
+#include <heidi/errors.hpp>
+#include <heidi/fd.hpp>
 #include <heidi/fsutil.hpp>
 
 namespace heidid {
@@ -36,16 +38,6 @@ void on_signal(int signum) {
 
 std::runtime_error os_error(const std::string& what) {
     return std::runtime_error(what + ": " + std::strerror(errno));
-}
-
-bool write_fully(int fd, std::string_view data) {
-    while (!data.empty()) {
-        ssize_t n = ::write(fd, data.data(), data.size());
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) return false;
-        data.remove_prefix(static_cast<std::size_t>(n));
-    }
-    return true;
 }
 
 long read_pid(const std::string& path) {
@@ -124,16 +116,17 @@ PidFile::~PidFile() {
 Daemonizer::Daemonizer(const std::string& log_path) {
     int fds[2];
     if (::pipe2(fds, O_CLOEXEC) != 0) throw os_error("pipe");
+    heidi::Fd report_read(fds[0]), report_write(fds[1]);
     std::fflush(nullptr);
     pid_t child = ::fork();
     if (child < 0) throw os_error("fork");
     if (child > 0) {
         // The launcher: relay what the daemon reports, then exit with its outcome.
-        ::close(fds[1]);
+        report_write.reset();
         std::string report;
         char buf[4096];
         for (;;) {
-            ssize_t n = ::read(fds[0], buf, sizeof buf);
+            ssize_t n = ::read(report_read.get(), buf, sizeof buf);
             if (n < 0 && errno == EINTR) continue;
             if (n <= 0) break;
             report.append(buf, static_cast<std::size_t>(n));
@@ -147,36 +140,34 @@ Daemonizer::Daemonizer(const std::string& log_path) {
                    stderr);
         ::_exit(1);
     }
-    ::close(fds[0]);
-    fd_ = fds[1];
+    report_read.reset();
+    fd_ = std::move(report_write);
     if (::setsid() < 0) throw os_error("setsid");
     pid_t grandchild = ::fork();  // not a session leader: never reacquires a terminal
     if (grandchild < 0) throw os_error("fork");
     if (grandchild > 0) ::_exit(0);
     if (::chdir("/") != 0) throw os_error("chdir /");
-    int null_fd = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+    heidi::Fd null_fd(::open("/dev/null", O_RDWR | O_CLOEXEC));
     heidi::fsutil::make_dirs(heidi::fsutil::parent_dir(log_path));
-    int log_fd = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    if (null_fd < 0 || log_fd < 0) throw os_error("open " + log_path);
-    ::dup2(null_fd, STDIN_FILENO);
-    ::dup2(null_fd, STDOUT_FILENO);
-    ::dup2(log_fd, STDERR_FILENO);
-    ::close(null_fd);
-    ::close(log_fd);
+    heidi::Fd log_fd(::open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644));
+    if (!null_fd || !log_fd) throw os_error("open " + log_path);
+    ::dup2(null_fd.get(), STDIN_FILENO);
+    ::dup2(null_fd.get(), STDOUT_FILENO);
+    ::dup2(log_fd.get(), STDERR_FILENO);
 }
 
-void Daemonizer::report_ready(const std::string& line) {
-    if (fd_ < 0) return;
-    write_fully(fd_, "ok " + line);
-    ::close(fd_);
-    fd_ = -1;
-}
+void Daemonizer::report_ready(const std::string& line) { report("ok " + line); }
 
-void Daemonizer::report_failure(const std::string& message) {
-    if (fd_ < 0) return;
-    write_fully(fd_, message);
-    ::close(fd_);
-    fd_ = -1;
+void Daemonizer::report_failure(const std::string& message) { report(message); }
+
+void Daemonizer::report(const std::string& text) {
+    if (!fd_) return;
+    try {
+        heidi::fsutil::write_all(fd_.get(), text, "the launcher's pipe");
+    } catch (const heidi::OsError&) {
+        // The launcher is gone: nobody is left to tell.
+    }
+    fd_.reset();
 }
 
 std::string random_token() {
@@ -194,15 +185,15 @@ std::string random_token() {
 std::string write_token_file(const std::string& path) {
     std::string token = random_token();
     heidi::fsutil::make_dirs(heidi::fsutil::parent_dir(path));
-    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (fd < 0) throw os_error("cannot write token file " + path);
-    if (::fchmod(fd, 0600) != 0) {
-        ::close(fd);
-        throw os_error("cannot chmod token file " + path);
+    heidi::Fd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600));
+    if (!fd) throw os_error("cannot write token file " + path);
+    if (::fchmod(fd.get(), 0600) != 0) throw os_error("cannot chmod token file " + path);
+    try {
+        heidi::fsutil::write_all(fd.get(), token + "\n", path);
+    } catch (const heidi::OsError& error) {
+        throw std::runtime_error("cannot write token file " + path + ": " +
+                                 std::strerror(error.error_code()));
     }
-    bool written = write_fully(fd, token + "\n");
-    ::close(fd);
-    if (!written) throw os_error("cannot write token file " + path);
     return token;
 }
 

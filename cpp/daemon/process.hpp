@@ -6,6 +6,8 @@
 #include <optional>
 #include <string>
 
+#include <heidi/fd.hpp>
+
 namespace heidid {
 
 // SIGINT/SIGTERM handlers that only write to a self-pipe; the main thread waits on it
@@ -50,7 +52,8 @@ public:
     void report_failure(const std::string& message);
 
 private:
-    int fd_ = -1;
+    void report(const std::string& text);  // once: the pipe is closed after it
+    heidi::Fd fd_;  // the pipe to the launcher, until the report
 };
 
 // 32 random bytes (OpenSSL RAND_bytes) as 64 hex characters.

@@ -166,17 +166,19 @@ struct Input {
     std::string shape;
 };
 
+// A value as text: integers in decimal, floats as Python's repr, strings as they are, and
+// booleans as the caller spells them (true/false in messages, 1/0 in the environment).
+template <typename T>
+std::string value_text(const T& value, const char* true_text, const char* false_text) {
+    if constexpr (std::is_same_v<T, bool>) return value ? true_text : false_text;
+    else if constexpr (std::is_same_v<T, std::int64_t>) return std::to_string(value);
+    else if constexpr (std::is_same_v<T, double>) return json::float_repr(value);
+    else return value;
+}
+
 std::string render(const Input& input) {
     if (!input.shape.empty()) return input.shape;
-    return std::visit(
-        [](const auto& v) -> std::string {
-            using T = std::decay_t<decltype(v)>;
-            if constexpr (std::is_same_v<T, bool>) return v ? "true" : "false";
-            else if constexpr (std::is_same_v<T, std::int64_t>) return std::to_string(v);
-            else if constexpr (std::is_same_v<T, double>) return json::float_repr(v);
-            else return v;
-        },
-        input.value);
+    return std::visit([](const auto& v) { return value_text(v, "true", "false"); }, input.value);
 }
 
 bool parse_int(const std::string& text, std::int64_t& out) {
@@ -374,15 +376,7 @@ std::vector<std::pair<std::string, std::string>> Config::to_env() const {
     std::vector<std::pair<std::string, std::string>> result;
     for (const auto& field : fields()) {
         std::string text = std::visit(
-            [&](auto member) -> std::string {
-                const auto& value = this->*member;
-                using T = std::decay_t<decltype(value)>;
-                if constexpr (std::is_same_v<T, bool>) return value ? "1" : "0";
-                else if constexpr (std::is_same_v<T, std::int64_t>) return std::to_string(value);
-                else if constexpr (std::is_same_v<T, double>) return json::float_repr(value);
-                else return value;
-            },
-            field.member);
+            [&](auto member) { return value_text(this->*member, "1", "0"); }, field.member);
         result.emplace_back(field.env, std::move(text));
     }
     return result;

@@ -18,17 +18,18 @@
 #include <vector>
 
 #include "heidi/clock.hpp"
-#include "heidi/core_stages.hpp"
 #include "heidi/errors.hpp"
-#include "heidi/faults.hpp"
 #include "heidi/fsutil.hpp"
 #include "heidi/journal.hpp"
 #include "heidi/json.hpp"
 #include "heidi/json_limits.hpp"
-#include "heidi/runlock.hpp"
+#include "heidi/run_layout.hpp"
 #include "heidi/secrets.hpp"
 #include "heidi/status.hpp"
 #include "heidi/subprocess.hpp"
+#include "core_stages.hpp"
+#include "faults.hpp"
+#include "runlock.hpp"
 
 extern char** environ;
 
@@ -38,13 +39,6 @@ namespace {
 namespace fs = std::filesystem;
 
 constexpr std::string_view kSchema = "heidi.run_state/1";
-constexpr std::string_view kIdle = "IDLE";
-constexpr std::string_view kError = "ERROR";
-constexpr std::string_view kPaused = "PAUSED";
-constexpr std::array<std::string_view, 5> kStages = {"generate", "validate", "test", "train",
-                                                     "eval"};
-constexpr std::array<std::string_view, 5> kRunningStates = {"COLLECTING", "VALIDATING",
-                                                            "TESTING", "FINALIZING", "EVALUATING"};
 constexpr std::array<std::string_view, 6> kGuardedCalls = {"start",  "train_now", "pause",
                                                             "resume", "stop",      "reset"};
 constexpr std::size_t kMaxStageOutputBytes = std::size_t{1} << 20;
@@ -115,9 +109,6 @@ auto guard_io(Body&& body, OnError&& on_error) {
     }
 }
 
-constexpr std::array<std::string_view, 8> kStateNames = {
-    "IDLE", "PAUSED", "ERROR", "COLLECTING", "VALIDATING", "TESTING", "FINALIZING", "EVALUATING"};
-
 template <std::size_t N>
 bool one_of(const json::Value& value, const std::array<std::string_view, N>& names) {
     return value.is_string() &&
@@ -134,7 +125,7 @@ std::optional<std::string> state_file_problem(const json::Value& saved) {
     if (saved["schema"] != kSchema) return invalid("schema");
     if (!saved["run_id"].is_string()) return invalid("run_id");
     if (saved["mode"] != "full" && saved["mode"] != "collect") return invalid("mode");
-    if (!one_of(saved["state"], kStateNames)) return invalid("state");
+    if (!one_of(saved["state"], kStatusStates)) return invalid("state");
     const auto& stage_value = saved["stage"];
     if (!stage_value.is_null() && !one_of(stage_value, kStages)) return invalid("stage");
     if (!is_int64_any(saved["current_round"])) return invalid("current_round");
@@ -234,6 +225,7 @@ struct Core::Impl {
     std::optional<std::string_view> stage_after(std::string_view done) const;
     std::optional<std::string> train_now_refusal() const;
     void stopped();
+    void set_paused(bool value);  // pause() and resume()
     void set_running(std::string_view stage_name);
     void set_idle();
 
@@ -316,8 +308,8 @@ std::string Core::Impl::choose_run_id(const std::optional<json::Value>& saved,
               : first_journal_run_id(journal_path);
     if (existing) {
         if (!config.run_id.empty() && config.run_id != *existing)
-            throw ConfigError("invalid value for RUN_ID: " + python_repr(config.run_id) +
-                              " (OUT_DIR holds run " + python_repr(*existing) + ")");
+            throw ConfigError("invalid value for RUN_ID: " + json::python_repr(config.run_id) +
+                              " (OUT_DIR holds run " + json::python_repr(*existing) + ")");
         return *existing;
     }
     return config.run_id.empty() ? RunId::generate(*clock) : config.run_id;
@@ -405,7 +397,7 @@ void Core::Impl::replay(const std::vector<json::Value>& events) {
             for (auto& entry : counts) entry.second = 0;
         } else if (kind == "stage_start") {
             unfinished = event_stage;
-        } else if (kind == "stage_end" && event["level"] == "info") {
+        } else if (kind == "stage_end" && event["level"] == kStageOkLevel) {
             unfinished.reset();
             round = event["round"].get<std::int64_t>();
             last_completed.emplace(round, event_stage);
@@ -571,6 +563,17 @@ void Core::Impl::clear_flags() {
     last_error.reset();
 }
 
+void Core::Impl::set_paused(bool value) {
+    // The call's own check, the flag, its event and the state write (mu held).
+    require(value ? "pause" : "resume");
+    paused = value;
+    const std::string_view event = value ? "paused" : "resumed";  // also the message
+    guard_calls([&] {
+        append(event, event);
+        write_state();
+    });
+}
+
 void Core::Impl::set_running(std::string_view stage_name) {
     state = state_of_stage(stage_name);
     stage = std::string(stage_name);
@@ -733,10 +736,10 @@ void Core::Impl::finish_stage(std::string_view stage_name, std::int64_t stage_ro
                               const std::optional<std::string>& failure) {
     // Journal the stage's end and take the transition it leads to (mu held).
     if (stop_requested) {
-        append("stage_end", "cancelled: stop requested", stage_name, "warn");
+        append("stage_end", "cancelled: stop requested", stage_name, kStageCancelledLevel);
         stopped();
     } else if (failure) {
-        append("stage_end", *failure, stage_name, "error");
+        append("stage_end", *failure, stage_name, kStageFailedLevel);
         append("pipeline_error", *failure, "pipeline", "error");
         state = kError;
         last_error = *failure;
@@ -771,7 +774,7 @@ void Core::Impl::stage_succeeded(std::string_view stage_name, std::int64_t stage
             if (fs::exists(out_dir + "/" + rel, ec)) artifacts.push_back(std::move(rel));
         }
     }
-    append("stage_end", "ok in " + std::to_string(elapsed_ms) + " ms", stage_name, "info",
+    append("stage_end", "ok in " + std::to_string(elapsed_ms) + " ms", stage_name, kStageOkLevel,
            std::nullopt, counters, {}, artifacts);
     last_completed.emplace(stage_round, std::string(stage_name));
     if (faults::armed()) faults::hit("stage_ended." + std::string(stage_name), out_dir);
@@ -813,7 +816,7 @@ void Core::start(std::string_view mode) {
     std::lock_guard lock(d.mu);
     d.require("start");
     if (mode != "full" && mode != "collect")
-        throw ConfigError("invalid value for PIPELINE_MODE: " + python_repr(mode) +
+        throw ConfigError("invalid value for PIPELINE_MODE: " + json::python_repr(mode) +
                           " (valid: full, collect)");
     d.guard_calls([&] {
         if (!d.last_completed)
@@ -921,25 +924,13 @@ std::string Core::last_refusal() const {
 }
 
 void Core::pause() {
-    auto& d = *impl_;
-    std::lock_guard lock(d.mu);
-    d.require("pause");
-    d.paused = true;
-    d.guard_calls([&] {
-        d.append("paused", "paused");
-        d.write_state();
-    });
+    std::lock_guard lock(impl_->mu);
+    impl_->set_paused(true);
 }
 
 void Core::resume() {
-    auto& d = *impl_;
-    std::lock_guard lock(d.mu);
-    d.require("resume");
-    d.paused = false;
-    d.guard_calls([&] {
-        d.append("resumed", "resumed");
-        d.write_state();
-    });
+    std::lock_guard lock(impl_->mu);
+    impl_->set_paused(false);
 }
 
 void Core::stop() {

@@ -1,31 +1,26 @@
 // Helpers of the Core; each mirrors a function of heidi_engine/_py/core.py.
-#include "heidi/core_stages.hpp"
+#include "core_stages.hpp"
 
 #include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
-#include <cstdio>
 #include <filesystem>
 
 #include "heidi/errors.hpp"
+#include "heidi/fd.hpp"
 #include "heidi/fsutil.hpp"
 #include "heidi/json.hpp"
 #include "heidi/json_limits.hpp"
+#include "heidi/run_layout.hpp"
+#include "utf8.hpp"
 
 namespace heidi {
 namespace {
 
 namespace fs = std::filesystem;
 
-// Count key -> data file kind, in SPEC §5 order.
-constexpr std::pair<std::string_view, std::string_view> kDataFiles[] = {
-    {"raw_lines", "raw"},         {"clean_lines", "clean"},   {"rejected_lines", "rejected"},
-    {"tested_lines", "tested"},   {"test_failed", "test_failed"}, {"train_lines", "train"},
-    {"val_lines", "val"},
-};
-constexpr std::string_view kLevels[] = {"debug", "info", "warn", "error", "critical"};
 constexpr std::string_view kHeidiPrefix = "@heidi ";
 
 std::string data_file(std::string_view kind, std::int64_t round) {
@@ -40,40 +35,19 @@ std::string utf8_replace(std::string_view in) {
     out.reserve(in.size());
     std::size_t i = 0;
     const std::size_t n = in.size();
+    const auto* bytes = reinterpret_cast<const unsigned char*>(in.data());
     while (i < n) {
-        auto byte = static_cast<unsigned char>(in[i]);
-        if (byte < 0x80) {
-            out += static_cast<char>(byte);
+        if (bytes[i] < 0x80) {
+            out += in[i];
             ++i;
             continue;
         }
-        int need = 0;
-        unsigned char lo = 0x80, hi = 0xBF;
-        if (byte >= 0xC2 && byte <= 0xDF) need = 1;
-        else if (byte == 0xE0) need = 2, lo = 0xA0;
-        else if (byte == 0xED) need = 2, hi = 0x9F;
-        else if (byte >= 0xE1 && byte <= 0xEF) need = 2;
-        else if (byte == 0xF0) need = 3, lo = 0x90;
-        else if (byte >= 0xF1 && byte <= 0xF3) need = 3;
-        else if (byte == 0xF4) need = 3, hi = 0x8F;
-        std::size_t j = i + 1;
-        bool ok = need > 0;
-        for (int k = 0; ok && k < need; ++k, ++j) {
-            if (j >= n) {
-                ok = false;
-                break;
-            }
-            auto next = static_cast<unsigned char>(in[j]);
-            if (next < (k == 0 ? lo : 0x80) || next > (k == 0 ? hi : 0xBF)) {
-                ok = false;
-                break;
-            }
-        }
-        if (ok)
-            out.append(in.substr(i, j - i));
+        const utf8::Sequence sequence = utf8::sequence_at(bytes + i, bytes + n);
+        if (sequence.valid)
+            out.append(in.substr(i, sequence.length));
         else
             out += kReplacement;
-        i = j;
+        i += sequence.length;
     }
     return out;
 }
@@ -93,12 +67,17 @@ bool read_counters(const json::Value& payload, const char* key, Counters& out) {
     return true;
 }
 
-void remove_temp_below(const fs::path& folder) {
+// A folder's entries sorted by name, as the Python twin lists them.
+std::vector<fs::directory_entry> sorted_entries(const fs::path& folder) {
     std::vector<fs::directory_entry> entries;
     for (const auto& entry : fs::directory_iterator(folder)) entries.push_back(entry);
     std::sort(entries.begin(), entries.end(),
               [](const auto& a, const auto& b) { return a.path().filename() < b.path().filename(); });
-    for (const auto& entry : entries) {
+    return entries;
+}
+
+void remove_temp_below(const fs::path& folder) {
+    for (const auto& entry : sorted_entries(folder)) {
         bool is_dir = entry.is_directory() && !entry.is_symlink();
         if (entry.path().filename().string().find(".tmp") != std::string::npos)
             fs::remove_all(entry.path());
@@ -111,7 +90,7 @@ void remove_temp_below(const fs::path& folder) {
 
 StageCounts zero_counts() {
     StageCounts counts;
-    for (const auto& [key, kind] : kDataFiles) counts.emplace_back(std::string(key), 0);
+    for (const auto& [key, kind] : kCountFiles) counts.emplace_back(std::string(key), 0);
     return counts;
 }
 
@@ -126,7 +105,7 @@ std::vector<std::string_view> stage_counters(std::string_view stage, bool run_un
 }
 
 std::string data_file_for_count(std::string_view count_key, std::int64_t round) {
-    for (const auto& [key, kind] : kDataFiles)
+    for (const auto& [key, kind] : kCountFiles)
         if (key == count_key) return data_file(kind, round);
     throw std::logic_error("unknown count key");
 }
@@ -136,7 +115,7 @@ std::vector<std::string> stage_artifacts(std::string_view stage, std::int64_t ro
     if (stage == "generate" || stage == "validate" || stage == "test") {
         auto wanted = stage_counters(stage, run_unit_tests);
         std::vector<std::string> files;
-        for (const auto& [key, kind] : kDataFiles)
+        for (const auto& [key, kind] : kCountFiles)
             if (std::find(wanted.begin(), wanted.end(), key) != wanted.end())
                 files.push_back(data_file(kind, round));
         return files;
@@ -163,8 +142,8 @@ std::vector<std::string> required_outputs(std::string_view stage, std::int64_t r
 }
 
 std::optional<std::int64_t> count_lines(const std::string& path) {
-    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
+    Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd) {
         if (errno == ENOENT) return std::nullopt;
         throw OsError(errno, path);
     }
@@ -172,18 +151,15 @@ std::optional<std::int64_t> count_lines(const std::string& path) {
     char last = '\n';
     char buffer[1 << 16];
     while (true) {
-        ssize_t got = ::read(fd, buffer, sizeof buffer);
+        ssize_t got = ::read(fd.get(), buffer, sizeof buffer);
         if (got < 0) {
             if (errno == EINTR) continue;
-            int error = errno;
-            ::close(fd);
-            throw OsError(error, path);
+            throw OsError(errno, path);
         }
         if (got == 0) break;
         lines += std::count(buffer, buffer + got, '\n');
         last = buffer[got - 1];
     }
-    ::close(fd);
     return lines + (last != '\n' ? 1 : 0);
 }
 
@@ -200,7 +176,7 @@ bool is_json_object_file(const std::string& path) {
 std::vector<std::string> split_stage_command(std::string_view env_name, std::string_view command) {
     auto invalid = [&](std::string_view why) {
         return ConfigError("invalid value for " + std::string(env_name) + ": " +
-                           python_repr(command) + " (" + std::string(why) + ")");
+                           json::python_repr(command) + " (" + std::string(why) + ")");
     };
     auto is_space = [](char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; };
     std::vector<std::string> words;
@@ -258,34 +234,6 @@ std::vector<std::string> split_stage_command(std::string_view env_name, std::str
     return words;
 }
 
-std::string python_repr(std::string_view text) {
-    bool has_single = text.find('\'') != std::string_view::npos;
-    bool has_double = text.find('"') != std::string_view::npos;
-    char quote = has_single && !has_double ? '"' : '\'';
-    std::string out(1, quote);
-    for (char c : text) {
-        auto byte = static_cast<unsigned char>(c);
-        if (c == quote || c == '\\') {
-            out += '\\';
-            out += c;
-        } else if (c == '\n') {
-            out += "\\n";
-        } else if (c == '\r') {
-            out += "\\r";
-        } else if (c == '\t') {
-            out += "\\t";
-        } else if (byte < 0x20 || byte == 0x7f) {
-            char buf[8];
-            std::snprintf(buf, sizeof buf, "\\x%02x", byte);
-            out += buf;
-        } else {
-            out += c;
-        }
-    }
-    out += quote;
-    return out;
-}
-
 std::optional<HeidiLineEvent> parse_heidi_line(std::string_view line) {
     if (!line.starts_with(kHeidiPrefix)) return std::nullopt;
     // Too deeply nested: refused unparsed, like any malformed line (both backends). A lone
@@ -306,7 +254,8 @@ std::optional<HeidiLineEvent> parse_heidi_line(std::string_view line) {
     if (auto it = payload.find("level"); it != payload.end()) {
         if (!it->is_string()) return std::nullopt;
         event.level = it->get<std::string>();
-        if (std::find(std::begin(kLevels), std::end(kLevels), event.level) == std::end(kLevels))
+        if (std::find(std::begin(kJournalLevels), std::end(kJournalLevels), event.level) ==
+            std::end(kJournalLevels))
             return std::nullopt;
     }
     if (!read_counters(payload, "counters_delta", event.counters_delta)) return std::nullopt;
@@ -324,11 +273,7 @@ std::optional<HeidiLineEvent> parse_heidi_line(std::string_view line) {
 void remove_temp_files(const std::string& out_dir) {
     std::error_code ec;
     if (!fs::is_directory(out_dir, ec)) return;
-    std::vector<fs::directory_entry> top;
-    for (const auto& entry : fs::directory_iterator(out_dir)) top.push_back(entry);
-    std::sort(top.begin(), top.end(),
-              [](const auto& a, const auto& b) { return a.path().filename() < b.path().filename(); });
-    for (const auto& entry : top) {
+    for (const auto& entry : sorted_entries(out_dir)) {
         // At the top only temporary files and links (best_adapter.<pid>.tmp): a folder of
         // OUT_DIR is never written under a temporary name.
         bool is_dir = entry.is_directory() && !entry.is_symlink();

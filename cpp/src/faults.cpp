@@ -1,4 +1,4 @@
-#include "heidi/faults.hpp"
+#include "faults.hpp"
 
 #include <unistd.h>
 
@@ -7,8 +7,8 @@
 #include <cstdlib>
 #include <mutex>
 
-#include "heidi/core_stages.hpp"
 #include "heidi/errors.hpp"
+#include "heidi/json.hpp"
 
 namespace heidi::faults {
 namespace {
@@ -70,7 +70,8 @@ void load_from_env() {
         bool valid = !point.empty() && all_digits(nth) && std::stoll(std::string(nth)) >= 1 &&
                      (action == "kill" || action == "eio");
         if (!valid)
-            throw ConfigError(std::string("invalid value for ") + kEnv + ": " + python_repr(text) +
+            throw ConfigError(std::string("invalid value for ") + kEnv + ": " +
+                              json::python_repr(text) +
                               " (expected <point>:<nth>[:kill|eio], nth >= 1)");
         s.point = std::string(point);
         s.nth = std::stoll(std::string(nth));

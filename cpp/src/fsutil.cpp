@@ -9,31 +9,12 @@
 #include <cerrno>
 
 #include "heidi/errors.hpp"
-#include "heidi/faults.hpp"
+#include "heidi/fd.hpp"
+#include "faults.hpp"
 
 namespace heidi::fsutil {
 
 namespace {
-
-// Closes a descriptor on scope exit.
-class FdGuard {
-public:
-    explicit FdGuard(int fd) : fd_(fd) {}
-    ~FdGuard() {
-        if (fd_ >= 0) ::close(fd_);
-    }
-    FdGuard(const FdGuard&) = delete;
-    FdGuard& operator=(const FdGuard&) = delete;
-    int get() const { return fd_; }
-    int release() {
-        const int fd = fd_;
-        fd_ = -1;
-        return fd;
-    }
-
-private:
-    int fd_;
-};
 
 std::atomic<unsigned long long> temp_counter{0};
 
@@ -87,8 +68,8 @@ bool is_dir(const std::string& path) noexcept {
 }
 
 std::string read_file(const std::string& path) {
-    FdGuard fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-    if (fd.get() < 0) throw OsError(errno, path);
+    Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd) throw OsError(errno, path);
     std::string data;
     struct stat info {};
     if (::fstat(fd.get(), &info) == 0 && info.st_size > 0) data.reserve(static_cast<std::size_t>(info.st_size));
@@ -117,8 +98,8 @@ void write_all(int fd, std::string_view data, const std::string& path_for_errors
 }
 
 void fsync_dir(const std::string& dir) {
-    FdGuard fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-    if (fd.get() < 0) throw OsError(errno, dir);
+    Fd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!fd) throw OsError(errno, dir);
     if (::fsync(fd.get()) != 0) throw OsError(errno, dir);
 }
 
@@ -130,8 +111,8 @@ template <typename Shown>
 void replace_at(int dir_fd, const std::string& temp, const std::string& target, std::string_view data, bool fsync,
                 Shown&& shown) {
     try {
-        FdGuard fd(::openat(dir_fd, temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
-        if (fd.get() < 0) throw OsError(errno, shown(temp));
+        Fd fd(::openat(dir_fd, temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644));
+        if (!fd) throw OsError(errno, shown(temp));
         if (faults::armed()) faults::torn_write("replace_torn", fd.get(), data, shown(temp));
         try {
             write_all(fd.get(), data, temp);

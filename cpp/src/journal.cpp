@@ -15,10 +15,11 @@
 #include <openssl/evp.h>
 
 #include "heidi/errors.hpp"
-#include "heidi/faults.hpp"
+#include "heidi/fd.hpp"
 #include "heidi/fsutil.hpp"
 #include "heidi/json.hpp"
 #include "heidi/secrets.hpp"
+#include "faults.hpp"
 #include "journal_scan.hpp"
 
 namespace heidi {
@@ -50,9 +51,10 @@ bool contains(const T& list, std::string_view value) {
     return std::find(std::begin(list), std::end(list), value) != std::end(list);
 }
 
-std::string join(const std::string_view* begin, const std::string_view* end) {
+template <typename T>
+std::string join(const T& list) {
     std::string text;
-    for (auto it = begin; it != end; ++it) text += (text.empty() ? "" : ", ") + std::string(*it);
+    for (std::string_view name : list) text += (text.empty() ? "" : ", ") + std::string(name);
     return text;
 }
 
@@ -181,28 +183,25 @@ void JournalWriter::open_and_continue() {
     const ChainScan scan = scan_chain(complete, &run_id_, 0);
     if (scan.bad_line) throw JournalError("cannot continue journal " + path_ + ": " + scan.reason);
     head_ = {scan.lines, scan.last_hash};
-    fd_ = ::open(path_.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-    if (fd_ < 0) throw JournalError("cannot open journal " + path_ + ": " + std::strerror(errno));
+    fd_.reset(::open(path_.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644));
+    if (!fd_) throw JournalError("cannot open journal " + path_ + ": " + std::strerror(errno));
     size_ = keep;
     if (torn.empty()) return;
     // Save the crash's partial line beside the journal, then cut it off.
     const std::string aside = path_ + ".torn-" + std::to_string(head_.seq + 1);
     try {
-        const int aside_fd = ::open(aside.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-        if (aside_fd < 0) throw OsError(errno, aside);
-        try {
-            fsutil::write_all(aside_fd, torn, aside);
-            if (::fsync(aside_fd) != 0) throw OsError(errno, aside);
-        } catch (...) {
-            ::close(aside_fd);
-            throw;
+        {
+            const Fd aside_fd(
+                ::open(aside.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644));
+            if (!aside_fd) throw OsError(errno, aside);
+            fsutil::write_all(aside_fd.get(), torn, aside);
+            if (::fsync(aside_fd.get()) != 0) throw OsError(errno, aside);
         }
-        ::close(aside_fd);
-        if (::ftruncate(fd_, static_cast<off_t>(keep)) != 0 || ::fsync(fd_) != 0) throw OsError(errno, path_);
+        if (::ftruncate(fd_.get(), static_cast<off_t>(keep)) != 0 || ::fsync(fd_.get()) != 0)
+            throw OsError(errno, path_);
         fsutil::fsync_dir(fsutil::parent_dir(path_));
     } catch (const OsError& error) {
-        ::close(fd_);
-        fd_ = -1;
+        fd_.reset();
         throw JournalError("cannot open journal " + path_ + ": " + std::strerror(error.error_code()));
     }
     const auto torn_bytes = static_cast<std::int64_t>(torn.size());
@@ -212,11 +211,11 @@ void JournalWriter::open_and_continue() {
 
 void check_level_and_stage(std::string_view level, std::string_view stage) {
     if (!contains(kJournalLevels, level))
-        throw std::invalid_argument("invalid level '" + std::string(level) + "' (valid: " +
-                                    join(std::begin(kJournalLevels), std::end(kJournalLevels)) + ")");
+        throw std::invalid_argument("invalid level '" + std::string(level) +
+                                    "' (valid: " + join(kJournalLevels) + ")");
     if (!contains(kJournalStages, stage))
-        throw std::invalid_argument("invalid stage '" + std::string(stage) + "' (valid: " +
-                                    join(std::begin(kJournalStages), std::end(kJournalStages)) + ")");
+        throw std::invalid_argument("invalid stage '" + std::string(stage) +
+                                    "' (valid: " + join(kJournalStages) + ")");
 }
 
 std::int64_t JournalWriter::append(std::string_view event_type, std::string_view message, std::string_view stage,
@@ -283,16 +282,16 @@ std::int64_t JournalWriter::append(std::string_view event_type, std::string_view
 }
 
 void JournalWriter::check_usable_locked() const {
-    if (fd_ < 0) throw JournalError("journal " + path_ + " is closed");
+    if (!fd_) throw JournalError("journal " + path_ + " is closed");
     if (failure_)
         throw JournalError("journal " + path_ + " stopped after a write error: " + std::strerror(failure_));
 }
 
 void JournalWriter::write_durably(std::string_view data) {
     try {
-        if (faults::armed()) faults::torn_write("journal_torn", fd_, data, path_);
-        fsutil::write_all(fd_, data, path_);
-        if (::fdatasync(fd_) != 0) throw OsError(errno, path_);
+        if (faults::armed()) faults::torn_write("journal_torn", fd_.get(), data, path_);
+        fsutil::write_all(fd_.get(), data, path_);
+        if (::fdatasync(fd_.get()) != 0) throw OsError(errno, path_);
         if (faults::armed()) faults::hit("journal_written", path_);
     } catch (const OsError& error) {
         // The line was not written: cut off any part of it and stay usable, unless the
@@ -304,8 +303,8 @@ void JournalWriter::write_durably(std::string_view data) {
 
 void JournalWriter::write_buffered(std::string_view data) {
     try {
-        if (faults::armed()) faults::torn_write("journal_flush_torn", fd_, data, path_);
-        fsutil::write_all(fd_, data, path_);
+        if (faults::armed()) faults::torn_write("journal_flush_torn", fd_.get(), data, path_);
+        fsutil::write_all(fd_.get(), data, path_);
     } catch (const OsError& error) {
         // Lines the writer has already counted are lost: it stops (see failure_).
         write_failed(error.error_code(), false);
@@ -314,7 +313,7 @@ void JournalWriter::write_buffered(std::string_view data) {
 }
 
 void JournalWriter::write_failed(int error, bool keep_usable) {
-    if (::ftruncate(fd_, static_cast<off_t>(size_)) != 0) keep_usable = false;
+    if (::ftruncate(fd_.get(), static_cast<off_t>(size_)) != 0) keep_usable = false;
     if (!keep_usable) failure_ = error;
     throw JournalError("cannot write journal " + path_ + ": " + std::strerror(error));
 }
@@ -331,14 +330,14 @@ void JournalWriter::flush_locked() {
 
 void JournalWriter::flush() {
     std::lock_guard lock(mutex_);
-    if (fd_ < 0) return;
+    if (!fd_) return;
     check_usable_locked();
     flush_locked();
 }
 
 JournalHead JournalWriter::head() {
     std::lock_guard lock(mutex_);
-    if (fd_ >= 0) {
+    if (fd_) {
         check_usable_locked();
         flush_locked();
     }
@@ -347,22 +346,20 @@ JournalHead JournalWriter::head() {
 
 void JournalWriter::close() {
     std::lock_guard lock(mutex_);
-    if (fd_ < 0) return;
-    const int fd = fd_;
+    if (!fd_) return;
     try {
         if (!failure_) flush_locked();
     } catch (...) {
-        fd_ = -1;
-        ::close(fd);
+        fd_.reset();
         throw;
     }
-    fd_ = -1;
-    if (::close(fd) != 0) throw JournalError("cannot close journal " + path_ + ": " + std::strerror(errno));
+    if (::close(fd_.release()) != 0)
+        throw JournalError("cannot close journal " + path_ + ": " + std::strerror(errno));
 }
 
 bool JournalWriter::closed() const {
     std::lock_guard lock(mutex_);
-    return fd_ < 0;
+    return !fd_;
 }
 
 }  // namespace heidi

@@ -23,10 +23,12 @@
 #include <utility>
 
 #include "heidi/errors.hpp"
+#include "heidi/fd.hpp"
 #include "heidi/fsutil.hpp"
 #include "heidi/journal.hpp"
 #include "heidi/json.hpp"
 #include "journal_scan.hpp"
+#include "utf8.hpp"
 
 namespace heidi {
 
@@ -72,27 +74,6 @@ unsigned hex_value(unsigned char c) {
     return c - 'A' + 10;
 }
 
-// Strict UTF-8 (no overlongs, no surrogates, <= U+10FFFF); returns the sequence length or 0.
-std::size_t utf8_length(const unsigned char* p, const unsigned char* end) {
-    const unsigned lead = p[0];
-    std::size_t length;
-    unsigned lo = 0x80, hi = 0xbf;
-    if (lead >= 0xc2 && lead <= 0xdf) length = 2;
-    else if (lead >= 0xe0 && lead <= 0xef) {
-        length = 3;
-        if (lead == 0xe0) lo = 0xa0;
-        if (lead == 0xed) hi = 0x9f;
-    } else if (lead >= 0xf0 && lead <= 0xf4) {
-        length = 4;
-        if (lead == 0xf0) lo = 0x90;
-        if (lead == 0xf4) hi = 0x8f;
-    } else return 0;
-    if (end - p < static_cast<std::ptrdiff_t>(length) || p[1] < lo || p[1] > hi) return 0;
-    for (std::size_t i = 2; i < length; ++i)
-        if ((p[i] & 0xc0) != 0x80) return 0;
-    return length;
-}
-
 class LineParser {
 public:
     LineParser(const unsigned char* begin, const unsigned char* end) : p_(begin), end_(end) {}
@@ -114,6 +95,27 @@ public:
 private:
     void skip_ws() {
         while (p_ < end_ && (*p_ == ' ' || *p_ == '\t' || *p_ == '\n' || *p_ == '\r')) ++p_;
+    }
+
+    // Consumes the structural character c when it comes next.
+    bool take(char c) {
+        if (p_ >= end_ || *p_ != c) return false;
+        ++p_;
+        return true;
+    }
+
+    // The comma-separated items of an object or array up to its closing character (the
+    // opening one is consumed); item() parses one, starting after white space.
+    template <typename Item>
+    bool parse_items(char close, Item&& item) {
+        skip_ws();
+        if (take(close)) return true;
+        for (;;) {
+            if (!item()) return false;
+            skip_ws();
+            if (!take(',')) return take(close);
+            skip_ws();
+        }
     }
 
     bool literal(std::string_view word) {
@@ -185,9 +187,9 @@ private:
                 continue;
             }
             if (c < 0x20) return false;  // raw control character
-            const std::size_t length = utf8_length(p_, end_);
-            if (!length) return false;
-            p_ += length;
+            const utf8::Sequence sequence = utf8::sequence_at(p_, end_);  // strict UTF-8
+            if (!sequence.valid) return false;
+            p_ += sequence.length;
         }
         token.text = {reinterpret_cast<const char*>(body), static_cast<std::size_t>(p_ - body)};
         ++p_;  // closing quote
@@ -236,18 +238,12 @@ private:
         ++p_;
         token.kind = Kind::Object;
         token.int_values = true;
-        skip_ws();
-        if (p_ < end_ && *p_ == '}') {
-            ++p_;
-            return true;
-        }
-        for (;;) {
+        return parse_items('}', [&] {
             if (p_ >= end_ || *p_ != '"') return false;
             Member member;
             if (!parse_string(member.key)) return false;
             skip_ws();
-            if (p_ >= end_ || *p_ != ':') return false;
-            ++p_;
+            if (!take(':')) return false;
             skip_ws();
             if (!parse_value(member.value, depth + 1)) return false;
             if (member.value.kind != Kind::Int) token.int_values = false;
@@ -255,18 +251,8 @@ private:
                 if (*count < members->size()) (*members)[*count] = member;
                 ++*count;
             }
-            skip_ws();
-            if (p_ < end_ && *p_ == ',') {
-                ++p_;
-                skip_ws();
-                continue;
-            }
-            if (p_ < end_ && *p_ == '}') {
-                ++p_;
-                return true;
-            }
-            return false;
-        }
+            return true;
+        });
     }
 
     bool parse_array(Token& token, int depth) {
@@ -274,27 +260,12 @@ private:
         ++p_;
         token.kind = Kind::Array;
         token.all_strings = true;
-        skip_ws();
-        if (p_ < end_ && *p_ == ']') {
-            ++p_;
-            return true;
-        }
-        for (;;) {
+        return parse_items(']', [&] {
             Token item;
             if (!parse_value(item, depth + 1)) return false;
             if (item.kind != Kind::String) token.all_strings = false;
-            skip_ws();
-            if (p_ < end_ && *p_ == ',') {
-                ++p_;
-                skip_ws();
-                continue;
-            }
-            if (p_ < end_ && *p_ == ']') {
-                ++p_;
-                return true;
-            }
-            return false;
-        }
+            return true;
+        });
     }
 
     bool parse_value(Token& token, int depth) {
@@ -595,25 +566,23 @@ namespace {
 // A read-only view of a whole file (mmap; empty files need no mapping).
 class MappedFile {
 public:
-    explicit MappedFile(const std::string& path) {
-        fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-        if (fd_ < 0) {
+    explicit MappedFile(const std::string& path) : fd_(::open(path.c_str(), O_RDONLY | O_CLOEXEC)) {
+        if (!fd_) {
             error_ = errno;
             return;
         }
         struct stat info {};
-        if (::fstat(fd_, &info) != 0) throw OsError(errno, path);
+        if (::fstat(fd_.get(), &info) != 0) throw OsError(errno, path);
         size_ = static_cast<std::size_t>(info.st_size);
         if (size_ == 0) return;
         // Populated at once: one pass of page-table setup instead of a fault per few pages.
-        void* address = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd_, 0);
+        void* address = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd_.get(), 0);
         if (address == MAP_FAILED) throw OsError(errno, path);
         data_ = static_cast<const char*>(address);
         ::madvise(address, size_, MADV_SEQUENTIAL);
     }
     ~MappedFile() {
         if (data_) ::munmap(const_cast<char*>(data_), size_);
-        if (fd_ >= 0) ::close(fd_);
     }
     MappedFile(const MappedFile&) = delete;
     MappedFile& operator=(const MappedFile&) = delete;
@@ -621,7 +590,7 @@ public:
     std::string_view view() const { return {data_ ? data_ : "", size_}; }
 
 private:
-    int fd_ = -1;
+    Fd fd_;
     int error_ = 0;
     const char* data_ = nullptr;
     std::size_t size_ = 0;

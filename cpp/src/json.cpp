@@ -6,6 +6,8 @@
 #include <cstdlib>
 #include <stdexcept>
 
+#include "utf8.hpp"
+
 namespace heidi::json {
 
 namespace {
@@ -43,36 +45,15 @@ void append_code_point(std::string& out, unsigned code_point) {
 // which is what Python's "replace" error handler does).
 std::size_t decode_utf8(const unsigned char* p, const unsigned char* end, bool allow_surrogates,
                         unsigned& code_point) {
-    const unsigned lead = p[0];
-    std::size_t length = 0;
-    unsigned lo = 0x80, hi = 0xbf;
-    if (lead >= 0xc2 && lead <= 0xdf) {
-        length = 2;
-    } else if (lead >= 0xe0 && lead <= 0xef) {
-        length = 3;
-        if (lead == 0xe0) lo = 0xa0;
-        if (lead == 0xed && !allow_surrogates) hi = 0x9f;
-    } else if (lead >= 0xf0 && lead <= 0xf4) {
-        length = 4;
-        if (lead == 0xf0) lo = 0x90;
-        if (lead == 0xf4) hi = 0x8f;
-    } else {
+    const utf8::Sequence sequence = utf8::sequence_at(p, end, allow_surrogates);
+    if (!sequence.valid) {
         code_point = 0xfffd;
-        return 1;
+        return sequence.length;
     }
-    std::size_t used = 1;
-    if (p + 1 < end && p[1] >= lo && p[1] <= hi) {
-        used = 2;
-        while (used < length && p + used < end && (p[used] & 0xc0) == 0x80) ++used;
-    }
-    if (used < length) {
-        code_point = 0xfffd;
-        return used;
-    }
-    unsigned value = lead & (0x7f >> length);
-    for (std::size_t i = 1; i < length; ++i) value = (value << 6) | (p[i] & 0x3f);
+    unsigned value = p[0] & (0x7fu >> sequence.length);
+    for (std::size_t i = 1; i < sequence.length; ++i) value = (value << 6) | (p[i] & 0x3f);
     code_point = value;
-    return length;
+    return sequence.length;
 }
 
 }  // namespace
@@ -159,6 +140,33 @@ std::string float_repr(double value) {
     const int magnitude = std::abs(exponent);
     if (magnitude < 10) out.push_back('0');
     out.append(std::to_string(magnitude));
+    return out;
+}
+
+std::string python_repr(std::string_view text) {
+    bool has_single = text.find('\'') != std::string_view::npos;
+    bool has_double = text.find('"') != std::string_view::npos;
+    char quote = has_single && !has_double ? '"' : '\'';
+    std::string out(1, quote);
+    for (char c : text) {
+        auto byte = static_cast<unsigned char>(c);
+        if (c == quote || c == '\\') {
+            out += '\\';
+            out += c;
+        } else if (c == '\n') {
+            out += "\\n";
+        } else if (c == '\r') {
+            out += "\\r";
+        } else if (c == '\t') {
+            out += "\\t";
+        } else if (byte < 0x20 || byte == 0x7f) {
+            const char escape[4] = {'\\', 'x', kHex[byte >> 4], kHex[byte & 0xf]};
+            out.append(escape, 4);
+        } else {
+            out += c;
+        }
+    }
+    out += quote;
     return out;
 }
 

@@ -1,12 +1,14 @@
-#include "heidi/runlock.hpp"
+#include "runlock.hpp"
 
 #include <fcntl.h>
 #include <sys/file.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <utility>
 
 #include "heidi/errors.hpp"
+#include "heidi/fd.hpp"
 #include "heidi/fsutil.hpp"
 
 namespace heidi {
@@ -39,37 +41,31 @@ RunLock::RunLock(const std::string& out_dir) {
     const std::string dir = out_dir + "/state";
     const std::string path = dir + "/run.lock";
     fsutil::make_dirs(dir);
-    int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0) throw OsError(errno, path);
-    if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    Fd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
+    if (!fd) throw OsError(errno, path);
+    if (::flock(fd.get(), LOCK_EX | LOCK_NB) != 0) {
         int error = errno;
-        std::string holder = error == EWOULDBLOCK ? wait_for_holder_pid(fd) : "";
-        ::close(fd);
+        std::string holder = error == EWOULDBLOCK ? wait_for_holder_pid(fd.get()) : "";
         if (error == EWOULDBLOCK)
             throw RunLockedError("run directory " + out_dir + " is in use by another runner (pid " +
                                  holder + ")");
         throw OsError(error, path);
     }
     std::string pid = std::to_string(::getpid()) + "\n";
-    if (::ftruncate(fd, 0) != 0 ||
-        ::pwrite(fd, pid.data(), pid.size(), 0) != static_cast<ssize_t>(pid.size())) {
-        int error = errno;
-        ::close(fd);
-        throw OsError(error, path);
-    }
-    fd_ = fd;
+    if (::ftruncate(fd.get(), 0) != 0 ||
+        ::pwrite(fd.get(), pid.data(), pid.size(), 0) != static_cast<ssize_t>(pid.size()))
+        throw OsError(errno, path);
+    fd_ = std::move(fd);
 }
 
 RunLock::~RunLock() { release(); }
 
 void RunLock::release() noexcept {
-    if (fd_ < 0) return;
-    int fd = fd_;
-    fd_ = -1;
-    if (::ftruncate(fd, 0) != 0) {
+    if (!fd_) return;
+    if (::ftruncate(fd_.get(), 0) != 0) {
         // Only cosmetic: a finished runner's pid stays in the file.
     }
-    ::close(fd);
+    fd_.reset();
 }
 
 }  // namespace heidi

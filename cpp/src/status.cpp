@@ -1,22 +1,19 @@
 #include "heidi/status.hpp"
 
 #include <fcntl.h>
-#include <unistd.h>
 
 #include <cerrno>
 #include <mutex>
 
 #include "heidi/errors.hpp"
+#include "heidi/fd.hpp"
 #include "heidi/fsutil.hpp"
 
 namespace heidi {
 
 struct StatusWriter::Directory {
     std::mutex mutex;  // one write at a time: a reopen must not close an fd in use
-    int fd = -1;
-    ~Directory() {
-        if (fd >= 0) ::close(fd);
-    }
+    Fd fd;
 };
 
 StatusWriter::StatusWriter(std::string path, bool fsync)
@@ -40,15 +37,14 @@ void StatusWriter::write_encoded(std::string_view encoded) const {
     data.append(encoded);
     data.push_back('\n');
     std::lock_guard lock(directory_->mutex);
-    int& fd = directory_->fd;
+    Fd& fd = directory_->fd;
     const auto reopen = [&](bool create) {
-        if (fd >= 0) ::close(fd);
-        fd = -1;
+        fd.reset();
         if (create) fsutil::make_dirs(dir_);
-        fd = ::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (fd < 0) throw OsError(errno, dir_);
+        fd.reset(::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+        if (!fd) throw OsError(errno, dir_);
     };
-    if (fd < 0) {
+    if (!fd) {
         try {
             reopen(false);
         } catch (const OsError& error) {
@@ -57,12 +53,12 @@ void StatusWriter::write_encoded(std::string_view encoded) const {
         }
     }
     try {
-        fsutil::atomic_write_at(fd, dir_, name_, data, fsync_);
+        fsutil::atomic_write_at(fd.get(), dir_, name_, data, fsync_);
     } catch (const OsError& error) {
         // ENOENT: the directory open here was removed; write to the one at its path now.
         if (error.error_code() != ENOENT) throw;
         reopen(true);
-        fsutil::atomic_write_at(fd, dir_, name_, data, fsync_);
+        fsutil::atomic_write_at(fd.get(), dir_, name_, data, fsync_);
     }
 }
 

@@ -40,29 +40,6 @@ double now_s() {
     return std::chrono::duration<double>(clock::now().time_since_epoch()).count();
 }
 
-class Fd {
-public:
-    Fd() = default;
-    explicit Fd(int fd) : fd_(fd) {}
-    Fd(const Fd&) = delete;
-    Fd& operator=(const Fd&) = delete;
-    Fd(Fd&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
-    Fd& operator=(Fd&& other) noexcept {
-        reset();
-        fd_ = std::exchange(other.fd_, -1);
-        return *this;
-    }
-    ~Fd() { reset(); }
-    int get() const noexcept { return fd_; }
-    void reset() noexcept {
-        if (fd_ >= 0) ::close(fd_);
-        fd_ = -1;
-    }
-
-private:
-    int fd_ = -1;
-};
-
 // The errno exec would fail with for path (0 when it looks executable).
 int exec_error(const std::string& path) {
     struct stat st {};
@@ -286,17 +263,13 @@ SpawnError::SpawnError(int error_code, std::string path)
       path_(std::move(path)) {}
 
 CancelToken::CancelToken() : event_fd_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
-    if (event_fd_ < 0) throw std::system_error(errno, std::generic_category(), "eventfd");
-}
-
-CancelToken::~CancelToken() {
-    if (event_fd_ >= 0) ::close(event_fd_);
+    if (!event_fd_) throw std::system_error(errno, std::generic_category(), "eventfd");
 }
 
 void CancelToken::cancel() noexcept {
     if (cancelled_.exchange(true, std::memory_order_acq_rel)) return;
     std::uint64_t one = 1;
-    [[maybe_unused]] auto written = ::write(event_fd_, &one, sizeof one);
+    [[maybe_unused]] auto written = ::write(event_fd_.get(), &one, sizeof one);
 }
 
 RunResult Subprocess::run(const std::vector<std::string>& argv, double timeout_s,
@@ -329,7 +302,7 @@ RunResult Subprocess::run(const std::vector<std::string>& argv, double timeout_s
     if (::pipe2(err_pipe, O_CLOEXEC) != 0) throw SpawnError(errno, argv[0]);
     Fd err_read(err_pipe[0]), err_write(err_pipe[1]);
     Fd dev_null(::open("/dev/null", O_RDONLY | O_CLOEXEC));
-    if (dev_null.get() < 0) throw SpawnError(errno, "/dev/null");
+    if (!dev_null) throw SpawnError(errno, "/dev/null");
 
     ChildPlan plan;
     plan.path = path.c_str();

@@ -1,4 +1,6 @@
-// Engine foundation without Python: JSON encoding, clock, config, journal write/verify.
+// Engine foundation without Python: JSON encoding, fd ownership, clock, config, journal
+// write/verify.
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -7,10 +9,12 @@
 #include <memory>
 #include <sstream>
 #include <string>
+#include <utility>
 
 #include "heidi/clock.hpp"
 #include "heidi/config.hpp"
 #include "heidi/errors.hpp"
+#include "heidi/fd.hpp"
 #include "heidi/journal.hpp"
 #include "heidi/json.hpp"
 #include "heidi/secrets.hpp"
@@ -51,6 +55,41 @@ void test_json() {
     value["b"] = 1;
     value["a"] = {true, nullptr, 2.5};
     check(heidi::json::dumps(value) == R"({"b":1,"a":[true,null,2.5]})", "ordered dumps");
+    // Invalid UTF-8: each maximal invalid prefix is one U+FFFD (a truncated 3-byte sequence,
+    // an encoded surrogate, a lone continuation byte).
+    out.clear();
+    heidi::json::append_string(out, "\xe2\x82 \xed\xa0\x80 \x80");
+    check(out == R"("\ufffd \ufffd\ufffd\ufffd \ufffd")", "invalid UTF-8: " + out);
+    using heidi::json::python_repr;
+    check(python_repr("run_1") == "'run_1'", "repr plain");
+    check(python_repr("it's") == R"("it's")", "repr with a single quote");
+    check(python_repr("a'b\"c") == R"('a\'b"c')", "repr with both quotes");
+    check(python_repr("x\n\t\x01\x7f\\") == R"('x\n\t\x01\x7f\\')", "repr escapes");
+}
+
+void test_fd() {
+    // heidi::Fd closes what it holds when it goes, on reset and on move-assignment.
+    const auto is_open = [](int fd) { return ::fcntl(fd, F_GETFD) != -1; };
+    int fds[2];
+    check(::pipe(fds) == 0, "pipe");
+    int read_end = fds[0], write_end = fds[1];
+    {
+        heidi::Fd first(read_end);
+        heidi::Fd second(std::move(first));
+        check(!first && second && second.get() == read_end, "move hands the fd on");
+        first = heidi::Fd(write_end);
+        first = std::move(second);
+        check(!is_open(write_end) && is_open(read_end), "move-assignment closes the old fd");
+    }
+    check(!is_open(read_end), "closed at scope exit");
+    check(::pipe(fds) == 0, "pipe");
+    {
+        heidi::Fd held(fds[0]);
+        check(held.release() == fds[0] && !held, "release gives the fd up");
+        held.reset(fds[1]);
+    }
+    check(is_open(fds[0]) && !is_open(fds[1]), "release does not close, reset holds the new fd");
+    ::close(fds[0]);
 }
 
 void test_config() {
@@ -119,6 +158,7 @@ int main() {
     const char* dir = ::mkdtemp(templ);
     if (!dir) return 2;
     test_json();
+    test_fd();
     test_config();
     test_journal(dir);
     test_golden(dir);

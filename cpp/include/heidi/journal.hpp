@@ -6,6 +6,7 @@
 // aside. All JournalWriter methods are thread-safe.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -15,13 +16,19 @@
 #include <vector>
 
 #include "heidi/clock.hpp"
+#include "heidi/fd.hpp"
+#include "heidi/run_layout.hpp"
 
 namespace heidi {
 
 inline constexpr std::string_view kJournalLevels[] = {"debug", "info", "warn", "error",
                                                       "critical"};
-inline constexpr std::string_view kJournalStages[] = {"pipeline", "generate", "validate",
-                                                      "test",     "train",    "eval"};
+// The stage field of an event: "pipeline" for the run as a whole, else the stage's name.
+inline constexpr std::array<std::string_view, kStages.size() + 1> kJournalStages = [] {
+    std::array<std::string_view, kStages.size() + 1> stages{"pipeline"};
+    for (std::size_t i = 0; i < kStages.size(); ++i) stages[i + 1] = kStages[i];
+    return stages;
+}();
 
 // Throws std::invalid_argument naming the bad level (checked first) or stage and the
 // valid ones; append() does this itself, bindings call it to keep the error order.
@@ -94,7 +101,7 @@ private:
     bool fsync_;
     std::shared_ptr<const Clock> clock_;
     mutable std::mutex mutex_;
-    int fd_ = -1;
+    Fd fd_;
     std::size_t size_ = 0;     // bytes in the file (written lines)
     int failure_ = 0;          // errno of a write that stopped the writer (0: none)
     std::string run_id_part_;  // Z","run_id":"<run_id>","round":  (the same in every line)

@@ -28,6 +28,10 @@ void append_string(std::string& out, std::string_view utf8, bool allow_surrogate
 void append_int(std::string& out, std::int64_t value);
 // Python repr(float): shortest round-trip digits, "1e-05", "1e+16", "0.0001", "2.0".
 std::string float_repr(double value);
+// Python repr(str) of UTF-8 text, for error messages: single quotes (double when the text
+// holds a ' and no "), backslash escapes for the quote, backslash, \n, \r and \t, and
+// \xNN for the other control bytes and DEL.
+std::string python_repr(std::string_view text);
 // As JSON: float_repr, except NaN, Infinity, -Infinity.
 void append_float(std::string& out, double value);
 

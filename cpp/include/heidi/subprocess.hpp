@@ -18,6 +18,8 @@
 #include <utility>
 #include <vector>
 
+#include "heidi/fd.hpp"
+
 namespace heidi {
 
 // The child could not be started: exec (or the executable lookup) failed.
@@ -38,18 +40,17 @@ private:
 class CancelToken {
 public:
     CancelToken();
-    ~CancelToken();
     CancelToken(const CancelToken&) = delete;
     CancelToken& operator=(const CancelToken&) = delete;
 
     void cancel() noexcept;
     bool cancelled() const noexcept { return cancelled_.load(std::memory_order_acquire); }
     // Readable once cancel() was called (for poll loops).
-    int wait_fd() const noexcept { return event_fd_; }
+    int wait_fd() const noexcept { return event_fd_.get(); }
 
 private:
     std::atomic<bool> cancelled_{false};
-    int event_fd_ = -1;
+    Fd event_fd_;
 };
 
 struct RunOptions {

@@ -37,9 +37,6 @@ bool is_json_object_file(const std::string& path);
 // or an empty command, is a ConfigError naming env_name.
 std::vector<std::string> split_stage_command(std::string_view env_name, std::string_view command);
 
-// Python repr() of a str, for error messages.
-std::string python_repr(std::string_view text);
-
 struct HeidiLineEvent {
     std::string event_type;
     std::string message;

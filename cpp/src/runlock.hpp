@@ -8,6 +8,8 @@
 
 #include <string>
 
+#include "heidi/fd.hpp"
+
 namespace heidi {
 
 class RunLock {
@@ -23,7 +25,7 @@ public:
     void release() noexcept;
 
 private:
-    int fd_ = -1;
+    Fd fd_;
 };
 
 }  // namespace heidi
