@@ -15,8 +15,9 @@ from pathlib import Path
 from heidi_engine import ml
 from heidi_engine._py.config import Config
 from heidi_engine.ml import lora
+from heidi_engine.ml.formatting import training_pair
 from heidi_engine.stages import eval as eval_stage
-from heidi_engine.stages.train import resumed_steps, training_pair
+from heidi_engine.stages.train import resumed_steps
 from heidi_engine.tasks import procedural
 
 # Defaults of the Config table (docs/design.md) that size the default run.

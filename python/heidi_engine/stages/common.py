@@ -157,10 +157,15 @@ def write_split(paths: RoundPaths, samples: list[dict], val_ratio: float, seed: 
     return len(train), len(val)
 
 
-def read_samples(path: Path) -> list[dict]:
+def require_input(path: Path) -> Path:
+    """``path``, or the FileNotFoundError (an input error) that names it."""
     if not path.exists():
         raise FileNotFoundError(f"input file missing: {path} (run the previous stage first)")
-    return read_jsonl(path)
+    return path
+
+
+def read_samples(path: Path) -> list[dict]:
+    return read_jsonl(require_input(path))
 
 
 def env_flag(name: str, default: bool = False) -> bool:

@@ -236,9 +236,8 @@ def load_baseline(path: Path, key: dict) -> dict | None:
 def run(ctx: StageContext) -> dict:
     """Evaluate one round; returns the report written to ``eval/report_round_N.json``."""
     from ..ml import adapters, configure_torch_threads, generate, load_model
-    from ..ml.formatting import chat_enabled, model_prompt
+    from ..ml.formatting import chat_enabled, encode_samples, model_prompt
     from ..ml.lora import load_lora_adapter, mean_loss
-    from .train import encode_samples
 
     started = time.perf_counter()
     config, paths = ctx.config, ctx.paths
