@@ -20,8 +20,10 @@ from heidi_engine.stages import eval as eval_stage
 from heidi_engine.stages.train import resumed_steps
 from heidi_engine.tasks import procedural
 
-# Defaults of the Config table (docs/design.md) that size the default run.
-TRAIN_STEPS, BATCH_SIZE, SEQ_LEN, LR, LORA_R, LORA_ALPHA = 30, 4, 384, 0.0015, 8, 16
+# The Config table's defaults size the default run.
+DEFAULTS = Config()
+TRAIN_STEPS, BATCH_SIZE, SEQ_LEN = DEFAULTS.train_steps, DEFAULTS.batch_size, DEFAULTS.seq_len
+LR, LORA_R, LORA_ALPHA = DEFAULTS.lr, DEFAULTS.lora_r, DEFAULTS.lora_alpha
 BUDGET_S = 30 * 60
 # The non-ML stages (generate, validate, test) and process start-up of a default round,
 # measured by hand at well under 5 s per round; kept as a fixed allowance.
@@ -140,8 +142,7 @@ def run(report) -> None:
     # the full budget and later rounds half of it, and the held-out tasks (dev + test) are
     # scored once for the base model and once per round, at the full generation budget
     # (early stops only make it faster).
-    defaults = Config()
-    rounds, held_out = defaults.rounds, defaults.dev_tasks + defaults.test_tasks
+    rounds, held_out = DEFAULTS.rounds, DEFAULTS.dev_tasks + DEFAULTS.test_tasks
     eval_s = held_out * batched_s * eval_stage.MAX_NEW_TOKENS / GEN_TOKENS
     projected = (
         2 * rounds * load_s

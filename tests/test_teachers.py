@@ -6,9 +6,10 @@ import json
 import os
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import SimpleNamespace
+from unittest import mock
 
 import pytest
+from heidi_engine._py.config import Config
 from heidi_engine.errors import ConfigError
 from heidi_engine.prompts import (
     chat_messages,
@@ -93,6 +94,7 @@ def test_student_format():
 
 
 def config(**fields):
+    """A Config as a stage gets it: every field from its environment variable."""
     base = {
         "teacher": "reference",
         "seed": 42,
@@ -100,9 +102,13 @@ def config(**fields):
         "teacher_base_url": "",
         "teacher_api_key_env": "HEIDI_TEST_KEY",
         "teacher_concurrency": 4,
+        "teacher_cache": False,
         "base_model": "tiny",
     }
-    return SimpleNamespace(**{**base, **fields})
+    env = Config.env_names()
+    values = {env[name]: str(value) for name, value in {**base, **fields}.items()}
+    with mock.patch.dict(os.environ, values, clear=True):
+        return Config.from_env()
 
 
 def test_teacher_modes_are_explicit():

@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .. import prompts
+from .._py.config import Config
 from ..errors import ConfigError, HeidiError
 from ..io import write_json_atomic
 from ..telemetry import progress
@@ -55,7 +56,7 @@ def checkpoint_dir(ctx: StageContext) -> Path:
     return lora_dir.with_name(lora_dir.name + CHECKPOINT_SUFFIX)
 
 
-def use_qlora(config) -> bool:
+def use_qlora(config: Config) -> bool:
     """``HEIDI_QLORA``: auto uses it when possible; on fails clearly when impossible."""
     from ..ml.models import qlora_unavailable_reason
 
