@@ -272,26 +272,8 @@ def test_local_teacher_answers_with_the_real_smollm2(tmp_path):
 
 # --- the response cache, samples and compatible requests ---------------------------
 
-import importlib.util  # noqa: E402
-from pathlib import Path  # noqa: E402
-
 from heidi_engine.teacher_cache import SCHEMA, CacheError, ResponseCache  # noqa: E402
 from heidi_engine.teachers import Request, unsupported_parameter  # noqa: E402
-
-
-def _fake_server_class():
-    path = Path(__file__).with_name("fake_openai_server.py")
-    spec = importlib.util.spec_from_file_location("fake_openai_server", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.FakeOpenAIServer
-
-
-@pytest.fixture
-def fake():
-    server = _fake_server_class()()
-    yield server
-    server.close()
 
 
 def openai_config(base_url, tmp_path, **fields):
