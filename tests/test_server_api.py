@@ -51,6 +51,12 @@ def fake_stage_env(**overrides: str) -> dict[str, str]:
     return env
 
 
+def sleeping_generate_env(seconds: str, *options: str) -> dict[str, str]:
+    """fake_stage_env with a generate stage that sleeps before it writes."""
+    return fake_stage_env(
+        HEIDI_STAGE_CMD_GENERATE=stage_cmd("generate", "--sleep", seconds, *options))
+
+
 @pytest.fixture(params=SERVER_KINDS)
 def kind(request, need_native) -> str:
     if request.param == "heidid" and find_heidid() is None:
@@ -415,8 +421,7 @@ def test_both_servers_give_the_same_answers(launch, tmp_path):
 
 @pytest.mark.slow
 def test_status_p99_under_50ms_while_a_stage_runs(kind, launch):
-    server = launch(kind, **fake_stage_env(
-        HEIDI_STAGE_CMD_GENERATE=stage_cmd("generate", "--sleep", "4")))
+    server = launch(kind, **sleeping_generate_env("4"))
     client = Client(server)
     client.wait_for(lambda s: s["state"] == "COLLECTING")
     conn = http.client.HTTPConnection(server.host, server.port, timeout=5)
@@ -441,8 +446,7 @@ def test_status_p99_under_50ms_while_a_stage_runs(kind, launch):
 
 @pytest.mark.slow
 def test_sigterm_cancels_the_running_stage_and_exits_0(kind, launch):
-    server = launch(kind, **fake_stage_env(
-        HEIDI_STAGE_CMD_GENERATE=stage_cmd("generate", "--sleep", "60")))
+    server = launch(kind, **sleeping_generate_env("60"))
     client = Client(server)
     client.wait_for(lambda s: s["state"] == "COLLECTING")
     time.sleep(0.3)
@@ -459,8 +463,7 @@ def test_sigterm_cancels_the_running_stage_and_exits_0(kind, launch):
 
 @pytest.mark.slow
 def test_second_sigint_exits_at_once(kind, launch):
-    server = launch(kind, **fake_stage_env(
-        HEIDI_STAGE_CMD_GENERATE=stage_cmd("generate", "--sleep", "60", "--ignore-term")))
+    server = launch(kind, **sleeping_generate_env("60", "--ignore-term"))
     client = Client(server)
     client.wait_for(lambda s: s["state"] == "COLLECTING")
     time.sleep(0.3)
@@ -686,8 +689,7 @@ def test_wrk_64_connections_during_a_stage_see_no_socket_errors(kind, launch, ne
     wrk = shutil.which("wrk")
     if wrk is None:
         need_native("wrk")
-    server = launch(kind, **fake_stage_env(
-        HEIDI_STAGE_CMD_GENERATE=stage_cmd("generate", "--sleep", "30")))
+    server = launch(kind, **sleeping_generate_env("30"))
     client = Client(server)
     client.wait_for(lambda s: s["state"] == "COLLECTING")
     result = subprocess.run(
