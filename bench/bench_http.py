@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -22,7 +23,7 @@ sys.path.insert(0, str(HERE.parent / "python"))
 
 from heidi_engine.api.launcher import ServerProcess, find_heidid  # noqa: E402
 
-FAKE_STAGE = HERE.parent / "tests" / "data" / "fake_stage.py"
+FAKE_STAGE = HERE.parent / "tests" / "stage_scripts" / "fake_stage.py"
 CONNECTIONS = 64
 THREADS = 2
 DURATION_S = 8
@@ -32,9 +33,11 @@ TARGET_RPS = 10_000.0
 def _env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HEIDI_", "OUT_DIR"))}
     env.update(HEIDI_FSYNC="0", HEIDI_PYTHON=sys.executable, PIPELINE_MODE="full", ROUNDS="1",
-               FAKE_STAGE_SLEEP_GENERATE=str(DURATION_S + 30), HEIDI_BACKEND="python")
+               HEIDI_BACKEND="python")
     for stage in ("generate", "validate", "test", "train", "eval"):
-        env[f"HEIDI_STAGE_CMD_{stage.upper()}"] = f"{sys.executable} {FAKE_STAGE} {stage}"
+        sleep = ["--sleep", str(DURATION_S + 30)] if stage == "generate" else []
+        env[f"HEIDI_STAGE_CMD_{stage.upper()}"] = shlex.join(
+            [sys.executable, str(FAKE_STAGE), stage, *sleep])
     return env
 
 

@@ -33,7 +33,11 @@ from pathlib import Path
 
 from heidi_engine import ml
 from heidi_engine.ml import lora
-from heidi_engine.stages.train import training_pair
+
+try:
+    from heidi_engine.ml.formatting import training_pair
+except ImportError:  # commit 01a28b5, which the --old-loop run imports, kept it here
+    from heidi_engine.stages.train import training_pair
 from heidi_engine.tasks import procedural
 
 BATCH_SIZE, SEQ_LEN, LR, LORA_R, LORA_ALPHA = 4, 384, 0.0015, 8, 16

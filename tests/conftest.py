@@ -6,10 +6,11 @@ instead of a skip.
 
 from __future__ import annotations
 
+import importlib.util
 import os
+from pathlib import Path
 
 import pytest
-
 from heidi_engine import backend as backend_mod
 
 BACKEND_IDS = ("native", "python")
@@ -48,6 +49,19 @@ def out_dir(tmp_path):
     path = tmp_path / "out"
     path.mkdir()
     return path
+
+
+@pytest.fixture
+def fake():
+    """A local OpenAI-compatible server with faults (tests/fake_openai_server.py)."""
+    # Loaded by path, as test modules are: tests/ need not be importable.
+    path = Path(__file__).with_name("fake_openai_server.py")
+    spec = importlib.util.spec_from_file_location("fake_openai_server", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    server = module.FakeOpenAIServer()
+    yield server
+    server.close()
 
 
 @pytest.fixture

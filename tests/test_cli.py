@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -15,17 +16,22 @@ import pytest
 
 from heidi_engine.api.launcher import ServerProcess
 
-FAKE_STAGE = Path(__file__).parent / "data" / "fake_stage.py"
+FAKE_STAGE = Path(__file__).parent / "stage_scripts" / "fake_stage.py"
 STAGES = ("generate", "validate", "test", "train", "eval")
 ENGINE_PREFIXES = ("HEIDI_", "OUT_DIR", "PIPELINE_MODE", "RUN_UNIT_TESTS", "ROUNDS",
-                   "SAMPLES_PER_ROUND", "RUN_ID", "SEED", "VAL_RATIO", "BASE_MODEL", "FAKE_STAGE")
+                   "SAMPLES_PER_ROUND", "RUN_ID", "SEED", "VAL_RATIO", "BASE_MODEL")
+
+
+def stage_cmd(stage: str, *options: str) -> str:
+    """The stand-in stage with six raw samples a round."""
+    return shlex.join([sys.executable, str(FAKE_STAGE), stage, "--samples", "6", *options])
 
 
 def cli_env(backend_name: str = "python", **overrides: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(ENGINE_PREFIXES)}
     env.update(HEIDI_FSYNC="0", HEIDI_PYTHON=sys.executable, HEIDI_BACKEND=backend_name, ROUNDS="2")
     for stage in STAGES:
-        env[f"HEIDI_STAGE_CMD_{stage.upper()}"] = f"{sys.executable} {FAKE_STAGE} {stage}"
+        env[f"HEIDI_STAGE_CMD_{stage.upper()}"] = stage_cmd(stage)
     env.update(overrides)
     return env
 
@@ -124,7 +130,8 @@ def test_control_files_steer_a_cli_run(out_dir):
 
 @pytest.mark.slow
 def test_sigint_cancels_the_stage_and_exits_0(out_dir):
-    run = spawn("run", "--out-dir", str(out_dir), env=cli_env(FAKE_STAGE_SLEEP_GENERATE="60"))
+    run = spawn("run", "--out-dir", str(out_dir), env=cli_env(
+        HEIDI_STAGE_CMD_GENERATE=stage_cmd("generate", "--sleep", "60")))
     try:
         wait_until(lambda: (out_dir / "state" / "run_state.json").exists()
                    and state_of(out_dir)["state"] == "COLLECTING")
@@ -315,7 +322,7 @@ def test_doctor_finds_heidid_as_the_launcher_does(tmp_path):
 def test_run_after_a_crash_during_testing_of_a_collect_run(backend, out_dir):
     """The run resumes with the test stage (it is not yet waiting for train-now)."""
     env = cli_env(backend.name, PIPELINE_MODE="collect", RUN_UNIT_TESTS="1",
-                  FAKE_STAGE_SLEEP_TEST="60")
+                  HEIDI_STAGE_CMD_TEST=stage_cmd("test", "--sleep", "60"))
     run = spawn("run", "--out-dir", str(out_dir), "--quiet", env=env)
     try:
         wait_until(lambda: (out_dir / "state" / "run_state.json").exists()
@@ -323,7 +330,7 @@ def test_run_after_a_crash_during_testing_of_a_collect_run(backend, out_dir):
     finally:
         run.kill()  # a crash: no cleanup
         run.communicate()
-    env["FAKE_STAGE_SLEEP_TEST"] = "0"
+    env["HEIDI_STAGE_CMD_TEST"] = stage_cmd("test")
     again = spawn("run", "--out-dir", str(out_dir), "--quiet", env=env)
     said: list[str] = []
     reader = threading.Thread(target=lambda: said.extend(again.stderr), daemon=True)
@@ -388,8 +395,7 @@ def test_export_preference_pairs_and_chat_messages(out_dir, tmp_path):
 
 
 def test_status_reports_teacher_tokens_cost_and_cache_hits(out_dir):
-    usage_stage = Path(__file__).parent / "stage_scripts" / "teacher_usage_stage.py"
-    env = cli_env(ROUNDS="1", HEIDI_STAGE_CMD_GENERATE=f"{sys.executable} {usage_stage}")
+    env = cli_env(ROUNDS="1", HEIDI_STAGE_CMD_GENERATE=stage_cmd("generate", "--teacher-usage"))
     assert heidi("run", "--out-dir", str(out_dir), env=env).returncode == 0
     status = heidi("status", "--out-dir", str(out_dir), env=env)
     assert status.returncode == 0

@@ -1,7 +1,7 @@
 """Durability: crash at any moment, resume, lose nothing (SPEC §5-§7, design "Durability").
 
 Runners are real processes (``stage_scripts/durable_runner.py`` over either backend, and
-``heidid``) driving fast stage programs (``stage_scripts/durable_stage.py``) that write
+``heidid``) driving fast stage programs (``stage_scripts/fake_stage.py --chain``) that write
 realistic round files. They are killed with SIGKILL at named fault points
 (``HEIDI_FAULT_POINT``) and at random moments, then resumed; every finished run must pass
 ``check_run``. ``HEIDI_FAULT_ITERATIONS=500`` runs the random-kill tests longer by hand.
@@ -29,7 +29,7 @@ from heidi_engine.api.launcher import find_heidid
 from heidi_engine.errors import ConfigError, JournalError, RunLockedError
 
 SCRIPTS = Path(__file__).parent / "stage_scripts"
-STAGE_SCRIPT = SCRIPTS / "durable_stage.py"
+STAGE_SCRIPT = SCRIPTS / "fake_stage.py"
 RUNNER_SCRIPT = SCRIPTS / "durable_runner.py"
 REPO = Path(__file__).resolve().parent.parent
 STAGES = ("generate", "validate", "test", "train", "eval")
@@ -38,14 +38,15 @@ SAMPLES = 12
 RANDOM_KILLS = int(os.environ.get("HEIDI_FAULT_ITERATIONS", "6"))
 
 sys.path.insert(0, str(SCRIPTS))
-from durable_stage import expected_partition  # noqa: E402
+from fake_stage import expected_partition  # noqa: E402
 
 
 # ----- running --------------------------------------------------------------------------
 
 
-def stage_env(out_dir: Path, **extra: str) -> dict[str, str]:
-    """The environment of a runner over out_dir: durable stages, small rounds, fsync on."""
+def stage_env(out_dir: Path, *stage_options: str, **extra: str) -> dict[str, str]:
+    """The environment of a runner over out_dir: durable stages (the stand-in's --chain,
+    with ``stage_options``), small rounds, fsync on."""
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("HEIDI_") or k in ("HEIDI_BACKEND", "HEIDI_REQUIRE_NATIVE")}
     env.update({
@@ -62,15 +63,17 @@ def stage_env(out_dir: Path, **extra: str) -> dict[str, str]:
     })
     for stage in STAGES:
         env[f"HEIDI_STAGE_CMD_{stage.upper()}"] = shlex.join(
-            [sys.executable, str(STAGE_SCRIPT), stage])
+            [sys.executable, str(STAGE_SCRIPT), stage, "--chain", *stage_options])
     env.update(extra)
     return env
 
 
-def start_runner(backend_name: str, out_dir: Path, **extra: str) -> subprocess.Popen:
+def start_runner(backend_name: str, out_dir: Path, *stage_options: str,
+                 **extra: str) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, str(RUNNER_SCRIPT), "--backend", backend_name, "--out-dir", str(out_dir)],
-        env=stage_env(out_dir, **extra), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        env=stage_env(out_dir, *stage_options, **extra), stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
 
 
@@ -209,7 +212,7 @@ def test_kill_at_point_then_resume(backend, out_dir, point):
 # ----- heidid as a black box ------------------------------------------------------------
 
 
-def start_heidid(out_dir: Path, **extra: str) -> subprocess.Popen:
+def start_heidid(out_dir: Path, *stage_options: str, **extra: str) -> subprocess.Popen:
     binary = find_heidid()
     if binary is None:
         from conftest import missing_native
@@ -220,7 +223,8 @@ def start_heidid(out_dir: Path, **extra: str) -> subprocess.Popen:
         return subprocess.Popen(
             [str(binary), "--out-dir", str(out_dir), "--port", "0",
              "--token-file", str(out_dir.parent / "heidid.token")],
-            env=stage_env(out_dir, **extra), stdout=ready_file, stderr=subprocess.PIPE,
+            env=stage_env(out_dir, *stage_options, **extra), stdout=ready_file,
+            stderr=subprocess.PIPE,
         )
 
 
@@ -311,7 +315,7 @@ def random_kill_runs(start, finish, verify_journal, base: Path, kills_wanted: in
 @pytest.mark.slow
 def test_random_kills_then_resume(backend, tmp_path):
     def start(out_dir: Path) -> subprocess.Popen:
-        return start_runner(backend.name, out_dir, DURABLE_STAGE_DELAY_S="0.005")
+        return start_runner(backend.name, out_dir, "--delay", "0.005")
 
     assert random_kill_runs(start, lambda d: resume_to_completion(backend.name, d),
                             backend.verify_journal, tmp_path, RANDOM_KILLS) == RANDOM_KILLS
@@ -322,7 +326,7 @@ def test_random_kills_then_resume(backend, tmp_path):
 @pytest.mark.daemon
 def test_heidid_random_kills_then_resume(native, tmp_path):
     def start(out_dir: Path) -> subprocess.Popen:
-        proc = start_heidid(out_dir, DURABLE_STAGE_DELAY_S="0.005")
+        proc = start_heidid(out_dir, "--delay", "0.005")
         # heidid keeps serving a finished run: end it once the run is complete.
         threading.Thread(target=_terminate_when_complete, args=(proc, out_dir),
                          daemon=True).start()
@@ -372,7 +376,7 @@ def test_dropped_core_releases_the_lock(backend, out_dir):
 
 
 def test_a_killed_holder_leaves_no_stale_lock(backend, out_dir):
-    proc = start_runner(backend.name, out_dir, DURABLE_STAGE_DELAY_S="0.05")
+    proc = start_runner(backend.name, out_dir, "--delay", "0.05")
     assert proc.stdout.readline() == b"opened\n"
     assert (out_dir / "state" / "run.lock").read_text() == f"{proc.pid}\n"
     kill(proc)
@@ -385,7 +389,7 @@ def test_a_killed_holder_leaves_no_stale_lock(backend, out_dir):
 def test_two_runners_started_at_once_exactly_one_runs(kinds, out_dir):
     if "native" in kinds:
         need_native()
-    procs = [start_runner(kind, out_dir, DURABLE_STAGE_DELAY_S="0.02") for kind in kinds]
+    procs = [start_runner(kind, out_dir, "--delay", "0.02") for kind in kinds]
     results = [reap(proc) for proc in procs]
     codes = sorted(code for code, _ in results)
     assert codes == [0, 3], results
@@ -398,7 +402,7 @@ def test_two_runners_started_at_once_exactly_one_runs(kinds, out_dir):
 @pytest.mark.native
 @pytest.mark.daemon
 def test_heidid_and_a_runner_on_one_directory_exactly_one_runs(native, out_dir):
-    daemon = start_heidid(out_dir, DURABLE_STAGE_DELAY_S="0.02")
+    daemon = start_heidid(out_dir, "--delay", "0.02")
     try:
         deadline = time.monotonic() + 20
         while not (out_dir / "state" / "run.lock").exists() or not (
@@ -444,9 +448,9 @@ def test_kill_of_the_runner_leaves_no_stage_running(kind, out_dir, tmp_path):
         need_native()
     pid_dir = tmp_path / "pids"
     pid_dir.mkdir()
-    extra = {"DURABLE_STAGE_DELAY_S": "0.2", "DURABLE_PID_DIR": str(pid_dir)}
-    proc = start_heidid(out_dir, **extra) if kind == "heidid" else start_runner(
-        kind, out_dir, **extra)
+    options = ("--delay", "0.2", "--pid-dir", str(pid_dir))
+    proc = start_heidid(out_dir, *options) if kind == "heidid" else start_runner(
+        kind, out_dir, *options)
     deadline = time.monotonic() + 30
     while not list(pid_dir.iterdir()):
         assert time.monotonic() < deadline and proc.poll() is None

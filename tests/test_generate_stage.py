@@ -238,24 +238,8 @@ def test_bad_config_exits_non_zero_with_a_clear_message(tmp_path, env, message):
 
 # --- the teacher for real: cache, kill -9 and resume, samples, cost -----------------
 
-import importlib.util  # noqa: E402
 import signal  # noqa: E402
 import time  # noqa: E402
-
-
-def _fake_server_class():
-    path = Path(__file__).with_name("fake_openai_server.py")
-    spec = importlib.util.spec_from_file_location("fake_openai_server", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.FakeOpenAIServer
-
-
-@pytest.fixture
-def fake():
-    server = _fake_server_class()()
-    yield server
-    server.close()
 
 
 def openai_env(server, backend, **env) -> dict:

@@ -450,8 +450,7 @@ def test_the_dequantised_gguf_is_cached_and_loads_the_same(tmp_path, monkeypatch
 @pytest.mark.slow
 def test_sft_training_on_smollm2_in_its_chat_format(tmp_path):
     from heidi_engine.ml import trainer
-    from heidi_engine.ml.formatting import chat_enabled, model_prompt
-    from heidi_engine.stages.train import training_pair
+    from heidi_engine.ml.formatting import chat_enabled, model_prompt, training_pair
     from heidi_engine.tasks import procedural
 
     model, tok = ml.load_model("smollm2")

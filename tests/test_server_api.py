@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -23,10 +24,10 @@ from heidi_engine.server import IDLE_TIMEOUT_S, LISTEN_BACKLOG, MAX_CONNECTIONS,
 
 pytestmark = pytest.mark.daemon
 
-FAKE_STAGE = Path(__file__).parent / "data" / "fake_stage.py"
+FAKE_STAGE = Path(__file__).parent / "stage_scripts" / "fake_stage.py"
 STAGES = ("generate", "validate", "test", "train", "eval")
 ENGINE_PREFIXES = ("HEIDI_", "OUT_DIR", "PIPELINE_MODE", "RUN_UNIT_TESTS", "ROUNDS",
-                   "SAMPLES_PER_ROUND", "RUN_ID", "SEED", "VAL_RATIO", "BASE_MODEL", "FAKE_STAGE")
+                   "SAMPLES_PER_ROUND", "RUN_ID", "SEED", "VAL_RATIO", "BASE_MODEL")
 
 
 def server_env(kind: str, **overrides: str) -> dict[str, str]:
@@ -39,10 +40,21 @@ def server_env(kind: str, **overrides: str) -> dict[str, str]:
     return env
 
 
+def stage_cmd(stage: str, *options: str) -> str:
+    """The stand-in stage with six raw samples a round."""
+    return shlex.join([sys.executable, str(FAKE_STAGE), stage, "--samples", "6", *options])
+
+
 def fake_stage_env(**overrides: str) -> dict[str, str]:
-    env = {f"HEIDI_STAGE_CMD_{s.upper()}": f"{sys.executable} {FAKE_STAGE} {s}" for s in STAGES}
+    env = {f"HEIDI_STAGE_CMD_{s.upper()}": stage_cmd(s) for s in STAGES}
     env.update(overrides)
     return env
+
+
+def sleeping_generate_env(seconds: str, *options: str) -> dict[str, str]:
+    """fake_stage_env with a generate stage that sleeps before it writes."""
+    return fake_stage_env(
+        HEIDI_STAGE_CMD_GENERATE=stage_cmd("generate", "--sleep", seconds, *options))
 
 
 @pytest.fixture(params=SERVER_KINDS)
@@ -337,8 +349,7 @@ def test_metrics_and_eval_reports_follow_the_run(kind, launch):
 
 
 def test_metrics_report_teacher_usage_and_cost(kind, launch):
-    usage_stage = Path(__file__).parent / "stage_scripts" / "teacher_usage_stage.py"
-    env = fake_stage_env(HEIDI_STAGE_CMD_GENERATE=f"{sys.executable} {usage_stage}")
+    env = fake_stage_env(HEIDI_STAGE_CMD_GENERATE=stage_cmd("generate", "--teacher-usage"))
     server = launch(kind, "--mode", "full", ROUNDS="1", **env)
     client = Client(server)
     client.wait_for(lambda s: s["state"] == "IDLE" and s["last_completed"] == {"round": 1, "stage": "eval"})
@@ -410,7 +421,7 @@ def test_both_servers_give_the_same_answers(launch, tmp_path):
 
 @pytest.mark.slow
 def test_status_p99_under_50ms_while_a_stage_runs(kind, launch):
-    server = launch(kind, **fake_stage_env(FAKE_STAGE_SLEEP_GENERATE="4"))
+    server = launch(kind, **sleeping_generate_env("4"))
     client = Client(server)
     client.wait_for(lambda s: s["state"] == "COLLECTING")
     conn = http.client.HTTPConnection(server.host, server.port, timeout=5)
@@ -435,7 +446,7 @@ def test_status_p99_under_50ms_while_a_stage_runs(kind, launch):
 
 @pytest.mark.slow
 def test_sigterm_cancels_the_running_stage_and_exits_0(kind, launch):
-    server = launch(kind, **fake_stage_env(FAKE_STAGE_SLEEP_GENERATE="60"))
+    server = launch(kind, **sleeping_generate_env("60"))
     client = Client(server)
     client.wait_for(lambda s: s["state"] == "COLLECTING")
     time.sleep(0.3)
@@ -452,7 +463,7 @@ def test_sigterm_cancels_the_running_stage_and_exits_0(kind, launch):
 
 @pytest.mark.slow
 def test_second_sigint_exits_at_once(kind, launch):
-    server = launch(kind, **fake_stage_env(FAKE_STAGE_SLEEP_GENERATE="60", FAKE_STAGE_IGNORE_TERM="1"))
+    server = launch(kind, **sleeping_generate_env("60", "--ignore-term"))
     client = Client(server)
     client.wait_for(lambda s: s["state"] == "COLLECTING")
     time.sleep(0.3)
@@ -678,7 +689,7 @@ def test_wrk_64_connections_during_a_stage_see_no_socket_errors(kind, launch, ne
     wrk = shutil.which("wrk")
     if wrk is None:
         need_native("wrk")
-    server = launch(kind, **fake_stage_env(FAKE_STAGE_SLEEP_GENERATE="30"))
+    server = launch(kind, **sleeping_generate_env("30"))
     client = Client(server)
     client.wait_for(lambda s: s["state"] == "COLLECTING")
     result = subprocess.run(

@@ -6,9 +6,10 @@ import json
 import os
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import SimpleNamespace
+from unittest import mock
 
 import pytest
+from heidi_engine._py.config import Config
 from heidi_engine.errors import ConfigError
 from heidi_engine.prompts import (
     chat_messages,
@@ -93,6 +94,7 @@ def test_student_format():
 
 
 def config(**fields):
+    """A Config as a stage gets it: every field from its environment variable."""
     base = {
         "teacher": "reference",
         "seed": 42,
@@ -100,9 +102,13 @@ def config(**fields):
         "teacher_base_url": "",
         "teacher_api_key_env": "HEIDI_TEST_KEY",
         "teacher_concurrency": 4,
+        "teacher_cache": False,
         "base_model": "tiny",
     }
-    return SimpleNamespace(**{**base, **fields})
+    env = Config.env_names()
+    values = {env[name]: str(value) for name, value in {**base, **fields}.items()}
+    with mock.patch.dict(os.environ, values, clear=True):
+        return Config.from_env()
 
 
 def test_teacher_modes_are_explicit():
@@ -267,26 +273,8 @@ def test_local_teacher_answers_with_the_real_smollm2(tmp_path):
 
 # --- the response cache, samples and compatible requests ---------------------------
 
-import importlib.util  # noqa: E402
-from pathlib import Path  # noqa: E402
-
 from heidi_engine.teacher_cache import SCHEMA, CacheError, ResponseCache  # noqa: E402
 from heidi_engine.teachers import Request, unsupported_parameter  # noqa: E402
-
-
-def _fake_server_class():
-    path = Path(__file__).with_name("fake_openai_server.py")
-    spec = importlib.util.spec_from_file_location("fake_openai_server", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.FakeOpenAIServer
-
-
-@pytest.fixture
-def fake():
-    server = _fake_server_class()()
-    yield server
-    server.close()
 
 
 def openai_config(base_url, tmp_path, **fields):

@@ -59,7 +59,7 @@ def test_verdicts_outputs_and_split(out_dir, clean_env, capsys):
 
 def test_missing_clean_file_fails(out_dir, clean_env, capsys):
     code, _ = run(out_dir, clean_env, capsys)
-    assert code == 2
+    assert code == 1
     assert not (out_dir / "data" / "tested_round_1.jsonl").exists()
 
 

@@ -137,7 +137,7 @@ def test_split_is_written_when_tests_are_off(out_dir, clean_env, capsys):
 
 def test_missing_input_fails(out_dir, clean_env, capsys):
     code, _ = run_stage(out_dir, 1, clean_env, capsys)
-    assert code == 2
+    assert code == 1
     assert not (out_dir / "data" / "clean_round_1.jsonl").exists()
 
 

@@ -129,6 +129,18 @@ def test_installed_binaries_load_only_policy_and_bundled_libraries(wheel, instal
             assert path.parent == bundled, f"{binary.name} loads {name} from {path}"
 
 
+def test_the_installed_stub_states_the_installed_module(installed, tmp_path):
+    """The wheel carries heidi_cpp's typed stub as the stub-only package heidi_cpp-stubs,
+    where type checkers find it, and it matches the installed module (the test extra
+    brings mypy)."""
+    assert (_site_packages(installed) / "heidi_cpp-stubs" / "__init__.pyi").is_file()
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PYTHONPATH", "MYPYPATH", "VIRTUAL_ENV", "PYTHONHOME")}
+    allowlist = ROOT / "tests" / "data" / "heidi_cpp_stubtest_allowlist.txt"
+    _run([str(installed / "bin" / "python"), "-m", "mypy.stubtest", "heidi_cpp",
+          "--allowlist", str(allowlist)], cwd=tmp_path, env=env, timeout=600)
+
+
 def test_engine_tests_pass_against_the_installed_wheel(installed, tmp_path):
     python = installed / "bin" / "python"
     env = {k: v for k, v in os.environ.items()

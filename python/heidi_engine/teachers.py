@@ -30,12 +30,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from ._py.config import Config
 from .errors import ConfigError
 from .prompts import SYSTEM_PROMPT, chat_messages, extract_code, teacher_instruction
 from .tasks.model import Task
 from .teacher_cache import DEFAULT_RELATIVE_PATH, CachedAnswer, ResponseCache, request_key
 
-TEACHER_MODES = ("reference", "openai", "local", "mock")
+TEACHER_MODES = Config.choices("teacher")
 MOCK_WRONG_RATE = 0.2
 OPENAI_RETRIES = 3
 OPENAI_TIMEOUT_S = 120.0
@@ -243,13 +244,13 @@ class MockTeacher(Teacher):
         return replies
 
 
-def system_prompt_of(config: object) -> str:
+def system_prompt_of(config: Config) -> str:
     """The system prompt every model teacher sends."""
-    return getattr(config, "teacher_system_prompt", "") or SYSTEM_PROMPT
+    return config.teacher_system_prompt or SYSTEM_PROMPT
 
 
-def extra_body_of(config: object) -> dict:
-    text = getattr(config, "teacher_extra_body", "")
+def extra_body_of(config: Config) -> dict:
+    text = config.teacher_extra_body
     if not text:
         return {}
     try:
@@ -268,9 +269,9 @@ def extra_body_of(config: object) -> dict:
 class OpenAITeacher(Teacher):
     name = "openai"
 
-    def __init__(self, config: object, *, backend: object = None) -> None:
-        base_url = getattr(config, "teacher_base_url", "")
-        model = getattr(config, "teacher_model", "")
+    def __init__(self, config: Config, *, backend: object = None) -> None:
+        base_url = config.teacher_base_url
+        model = config.teacher_model
         if not base_url:
             raise ConfigError(
                 "HEIDI_TEACHER=openai needs HEIDI_TEACHER_BASE_URL (e.g. http://127.0.0.1:8000/v1)"
@@ -286,23 +287,23 @@ class OpenAITeacher(Teacher):
         self.model = model
         extra_body = extra_body_of(config)
         self.settings = {
-            "max_tokens": int(getattr(config, "teacher_max_tokens", 1024)),
-            "token_field": getattr(config, "teacher_token_field", "max_tokens"),
-            "temperature": float(getattr(config, "teacher_temperature", 0.0)),
-            "top_p": float(getattr(config, "teacher_top_p", 1.0)),
+            "max_tokens": config.teacher_max_tokens,
+            "token_field": config.teacher_token_field,
+            "temperature": config.teacher_temperature,
+            "top_p": config.teacher_top_p,
             "system_prompt": system_prompt_of(config),
         }
-        self.seed = int(getattr(config, "seed", 42))
+        self.seed = config.seed
         self.extra_body = extra_body
-        self.response_format = getattr(config, "teacher_response_format", "auto")
-        concurrency = int(getattr(config, "teacher_concurrency", 8))
+        self.response_format = config.teacher_response_format
+        concurrency = config.teacher_concurrency
 
         def collector(body: dict) -> object:
             try:
                 provider = backend.OpenAIProvider(
                     base_url,
                     model,
-                    api_key_env=getattr(config, "teacher_api_key_env", "OPENAI_API_KEY"),
+                    api_key_env=config.teacher_api_key_env,
                     timeout_s=OPENAI_TIMEOUT_S,
                     extra_body=body or None,
                     **self.settings,
@@ -313,8 +314,7 @@ class OpenAITeacher(Teacher):
                 ) from None
             return backend.AsyncCollector(
                 provider, concurrency=concurrency, retries=OPENAI_RETRIES,
-                timeout_s=OPENAI_TIMEOUT_S, rpm=float(getattr(config, "teacher_rpm", 0.0)),
-                tpm=float(getattr(config, "teacher_tpm", 0.0)),
+                timeout_s=OPENAI_TIMEOUT_S, rpm=config.teacher_rpm, tpm=config.teacher_tpm,
             )
 
         self.collector = collector(extra_body)
@@ -392,16 +392,15 @@ class LocalTeacher(Teacher):
     name = "local"
     batch_size = 8
 
-    def __init__(self, config: object) -> None:
-        self.model_name = getattr(config, "teacher_model", "") or getattr(config, "base_model", "")
+    def __init__(self, config: Config) -> None:
+        self.model_name = config.teacher_model or config.base_model
         if not self.model_name:
             raise ConfigError("HEIDI_TEACHER=local needs HEIDI_TEACHER_MODEL or BASE_MODEL")
-        self.seed = int(getattr(config, "seed", 42))
+        self.seed = config.seed
         self.system_prompt = system_prompt_of(config)
-        self.temperature = float(getattr(config, "teacher_temperature", 0.0))
-        self.top_p = float(getattr(config, "teacher_top_p", 1.0))
-        self.max_new_tokens = min(LOCAL_MAX_NEW_TOKENS,
-                                  int(getattr(config, "teacher_max_tokens", 1024)))
+        self.temperature = config.teacher_temperature
+        self.top_p = config.teacher_top_p
+        self.max_new_tokens = min(LOCAL_MAX_NEW_TOKENS, config.teacher_max_tokens)
         self._loaded: tuple | None = None
 
     def identity(self) -> dict:
@@ -461,25 +460,17 @@ class LocalTeacher(Teacher):
         super().close()
 
 
-def check_teacher_mode(mode: str) -> str:
-    if mode not in TEACHER_MODES:
-        raise ConfigError(
-            f"invalid value for HEIDI_TEACHER: {mode!r} (valid: {', '.join(TEACHER_MODES)})"
-        )
-    return mode
-
-
-def make_teacher(config: object, *, backend: object = None) -> Teacher:
-    """The teacher ``config.teacher`` names; unknown modes fail listing the valid ones."""
-    mode = check_teacher_mode(getattr(config, "teacher", "reference"))
+def make_teacher(config: Config, *, backend: object = None) -> Teacher:
+    """The teacher ``config.teacher`` names."""
+    mode = config.teacher
     if mode == "reference":
         return ReferenceTeacher()
     if mode == "mock":
-        return MockTeacher(int(getattr(config, "seed", 42)))
+        return MockTeacher(config.seed)
     teacher: Teacher = (
         OpenAITeacher(config, backend=backend) if mode == "openai" else LocalTeacher(config)
     )
-    if getattr(config, "teacher_cache", False):
+    if config.teacher_cache:
         try:
             teacher.cache = ResponseCache(cache_path(config))
         except BaseException:
@@ -488,9 +479,8 @@ def make_teacher(config: object, *, backend: object = None) -> Teacher:
     return teacher
 
 
-def cache_path(config: object) -> Path:
+def cache_path(config: Config) -> Path:
     """``HEIDI_TEACHER_CACHE_FILE``, else ``OUT_DIR/cache/teacher_responses.jsonl``."""
-    explicit = getattr(config, "teacher_cache_file", "")
-    if explicit:
-        return Path(explicit)
-    return Path(getattr(config, "out_dir", ".")) / DEFAULT_RELATIVE_PATH
+    if config.teacher_cache_file:
+        return Path(config.teacher_cache_file)
+    return Path(config.out_dir) / DEFAULT_RELATIVE_PATH

@@ -49,83 +49,10 @@ class _Field:
     float_ok: str = ""  # ">=0" | ">0" | "[0,1)" | "(0,1]"
 
 
-_FIELDS: tuple[_Field, ...] = (
-    _Field("out_dir", "OUT_DIR", "path", "./heidi_out"),
-    _Field("pipeline_mode", "PIPELINE_MODE", "choice", "full", choices=("full", "collect")),
-    _Field("run_unit_tests", "RUN_UNIT_TESTS", "bool", True),
-    _Field("rounds", "ROUNDS", "int", 2, minimum=1),
-    _Field("samples_per_round", "SAMPLES_PER_ROUND", "int", 240, minimum=1),
-    _Field("run_id", "RUN_ID", "run_id", ""),
-    _Field("seed", "SEED", "int", 42, minimum=0),
-    _Field("val_ratio", "VAL_RATIO", "float", 0.1, float_ok="[0,1)"),
-    _Field("mock_subprocesses", "HEIDI_MOCK_SUBPROCESSES", "bool", False),
-    _Field("stage_timeout_s", "HEIDI_STAGE_TIMEOUT_S", "float", 0.0, float_ok=">=0"),
-    _Field("fsync", "HEIDI_FSYNC", "bool", True),
-    _Field("fake_time", "HEIDI_FAKE_TIME", "iso", ""),
-    _Field("python", "HEIDI_PYTHON", "str", ""),
-    _Field("stage_cmd_generate", "HEIDI_STAGE_CMD_GENERATE", "str", ""),
-    _Field("stage_cmd_validate", "HEIDI_STAGE_CMD_VALIDATE", "str", ""),
-    _Field("stage_cmd_test", "HEIDI_STAGE_CMD_TEST", "str", ""),
-    _Field("stage_cmd_train", "HEIDI_STAGE_CMD_TRAIN", "str", ""),
-    _Field("stage_cmd_eval", "HEIDI_STAGE_CMD_EVAL", "str", ""),
-    _Field("task_source", "HEIDI_TASK_SOURCE", "choice", "procedural",
-           choices=("procedural", "file", "llm_gen")),
-    _Field("task_file", "HEIDI_TASK_FILE", "str", ""),
-    _Field("eval_task_file", "HEIDI_EVAL_TASK_FILE", "str", ""),
-    _Field("dev_tasks", "HEIDI_DEV_TASKS", "int", 50, minimum=1),
-    _Field("test_tasks", "HEIDI_TEST_TASKS", "int", 100, minimum=1),
-    _Field("eval_file_limit", "HEIDI_EVAL_FILE_LIMIT", "int", 0, minimum=0),
-    _Field("eval_samples", "HEIDI_EVAL_SAMPLES", "int", 0, minimum=0),
-    _Field("eval_temperature", "HEIDI_EVAL_TEMPERATURE", "float", 0.8, float_ok=">0"),
-    _Field("teacher", "HEIDI_TEACHER", "choice", "reference",
-           choices=("reference", "openai", "local", "mock")),
-    _Field("teacher_model", "HEIDI_TEACHER_MODEL", "str", ""),
-    _Field("teacher_base_url", "HEIDI_TEACHER_BASE_URL", "str", ""),
-    _Field("teacher_api_key_env", "HEIDI_TEACHER_API_KEY_ENV", "str", "OPENAI_API_KEY"),
-    _Field("teacher_concurrency", "HEIDI_TEACHER_CONCURRENCY", "int", 8, minimum=1),
-    _Field("teacher_samples", "HEIDI_TEACHER_SAMPLES", "int", 1, minimum=1),
-    _Field("teacher_keep_per_task", "HEIDI_TEACHER_KEEP_PER_TASK", "int", 1, minimum=1),
-    _Field("teacher_temperature", "HEIDI_TEACHER_TEMPERATURE", "float", 0.0, float_ok=">=0"),
-    _Field("teacher_top_p", "HEIDI_TEACHER_TOP_P", "float", 1.0, float_ok="(0,1]"),
-    _Field("teacher_max_tokens", "HEIDI_TEACHER_MAX_TOKENS", "int", 1024, minimum=1),
-    _Field("teacher_token_field", "HEIDI_TEACHER_TOKEN_FIELD", "choice", "max_tokens",
-           choices=("max_tokens", "max_completion_tokens")),
-    _Field("teacher_extra_body", "HEIDI_TEACHER_EXTRA_BODY", "str", ""),
-    _Field("teacher_system_prompt", "HEIDI_TEACHER_SYSTEM_PROMPT", "str", ""),
-    _Field("teacher_response_format", "HEIDI_TEACHER_RESPONSE_FORMAT", "choice", "auto",
-           choices=("auto", "json_object", "off")),
-    _Field("teacher_cache", "HEIDI_TEACHER_CACHE", "bool", True),
-    _Field("teacher_cache_file", "HEIDI_TEACHER_CACHE_FILE", "str", ""),
-    _Field("teacher_rpm", "HEIDI_TEACHER_RPM", "float", 0.0, float_ok=">=0"),
-    _Field("teacher_tpm", "HEIDI_TEACHER_TPM", "float", 0.0, float_ok=">=0"),
-    _Field("teacher_price_prompt", "HEIDI_TEACHER_PRICE_PROMPT", "float", 0.0, float_ok=">=0"),
-    _Field("teacher_price_completion", "HEIDI_TEACHER_PRICE_COMPLETION", "float", 0.0,
-           float_ok=">=0"),
-    _Field("base_model", "BASE_MODEL", "str", "smollm2"),
-    _Field("train_steps", "TRAIN_STEPS", "int", 64, minimum=1),
-    _Field("lr", "LR", "float", 0.0015, float_ok=">0"),
-    _Field("lora_r", "LORA_R", "int", 8, minimum=1),
-    _Field("lora_alpha", "LORA_ALPHA", "int", 16, minimum=1),
-    _Field("seq_len", "SEQ_LEN", "int", 384, minimum=16),
-    _Field("batch_size", "BATCH_SIZE", "int", 4, minimum=1),
-    _Field("grad_accum", "GRAD_ACCUM", "int", 1, minimum=1),
-    _Field("train_precision", "HEIDI_TRAIN_PRECISION", "choice", "auto",
-           choices=("auto", "fp32", "bf16", "fp16")),
-    _Field("qlora", "HEIDI_QLORA", "choice", "auto", choices=("auto", "on", "off")),
-    _Field("chat_template", "HEIDI_CHAT_TEMPLATE", "choice", "auto", choices=("auto", "on", "off")),
-    _Field("train_packing", "HEIDI_TRAIN_PACKING", "bool", False),
-    _Field("gradient_checkpointing", "HEIDI_GRADIENT_CHECKPOINTING", "bool", False),
-    _Field("save_steps", "HEIDI_SAVE_STEPS", "int", 10, minimum=0),
-    _Field("report_to", "HEIDI_REPORT_TO", "str", "tensorboard"),
-    _Field("train_launcher", "HEIDI_TRAIN_LAUNCHER", "str", ""),
-    _Field("sandbox_timeout_s", "HEIDI_SANDBOX_TIMEOUT_S", "float", 10.0, float_ok=">0"),
-    _Field("sandbox_memory_mb", "HEIDI_SANDBOX_MEMORY_MB", "int", 1024, minimum=64),
-    _Field("sandbox_workers", "HEIDI_SANDBOX_WORKERS", "int", 0, minimum=0),
-    _Field("sandbox", "HEIDI_SANDBOX", "choice", "auto",
-           choices=("auto", "bubblewrap", "rlimits-unsafe")),
-)
-_BY_NAME = {field.name: field for field in _FIELDS}
-_VALID_KEYS = ", ".join(sorted(_BY_NAME))
+def _setting(env: str, kind: str, default: Any, **rules: Any) -> Any:
+    """A Config field: its default, and how its environment variable is read and checked
+    (``rules``: the other :class:`_Field` attributes)."""
+    return dataclasses.field(default=default, metadata={"env": env, "kind": kind, **rules})
 
 _FLOAT_EXPECT = {
     ">=0": "expected a number >= 0",
@@ -270,74 +197,97 @@ def _read_toml(path: str) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Config:
-    """The engine's configuration; build it with :meth:`from_env`."""
+    """The engine's configuration; build it with :meth:`from_env`.
 
-    out_dir: str = "./heidi_out"
-    pipeline_mode: str = "full"
-    run_unit_tests: bool = True
-    rounds: int = 2
-    samples_per_round: int = 240
-    run_id: str = ""
-    seed: int = 42
-    val_ratio: float = 0.1
-    mock_subprocesses: bool = False
-    stage_timeout_s: float = 0.0
-    fsync: bool = True
-    fake_time: str = ""
-    python: str = ""
-    stage_cmd_generate: str = ""
-    stage_cmd_validate: str = ""
-    stage_cmd_test: str = ""
-    stage_cmd_train: str = ""
-    stage_cmd_eval: str = ""
-    task_source: str = "procedural"
-    task_file: str = ""
-    eval_task_file: str = ""
-    dev_tasks: int = 50
-    test_tasks: int = 100
-    eval_file_limit: int = 0
-    eval_samples: int = 0
-    eval_temperature: float = 0.8
-    teacher: str = "reference"
-    teacher_model: str = ""
-    teacher_base_url: str = ""
-    teacher_api_key_env: str = "OPENAI_API_KEY"
-    teacher_concurrency: int = 8
-    teacher_samples: int = 1
-    teacher_keep_per_task: int = 1
-    teacher_temperature: float = 0.0
-    teacher_top_p: float = 1.0
-    teacher_max_tokens: int = 1024
-    teacher_token_field: str = "max_tokens"
-    teacher_extra_body: str = ""
-    teacher_system_prompt: str = ""
-    teacher_response_format: str = "auto"
-    teacher_cache: bool = True
-    teacher_cache_file: str = ""
-    teacher_rpm: float = 0.0
-    teacher_tpm: float = 0.0
-    teacher_price_prompt: float = 0.0
-    teacher_price_completion: float = 0.0
-    base_model: str = "smollm2"
-    train_steps: int = 64
-    lr: float = 0.0015
-    lora_r: int = 8
-    lora_alpha: int = 16
-    seq_len: int = 384
-    batch_size: int = 4
-    grad_accum: int = 1
-    train_precision: str = "auto"
-    qlora: str = "auto"
-    chat_template: str = "auto"
-    train_packing: bool = False
-    gradient_checkpointing: bool = False
-    save_steps: int = 10
-    report_to: str = "tensorboard"
-    train_launcher: str = ""
-    sandbox_timeout_s: float = 10.0
-    sandbox_memory_mb: int = 1024
-    sandbox_workers: int = 0
-    sandbox: str = "auto"
+    Each field is a row of the configuration table: its environment variable, kind,
+    default and the rule its values must meet.
+    """
+
+    out_dir: str = _setting("OUT_DIR", "path", "./heidi_out")
+    pipeline_mode: str = _setting("PIPELINE_MODE", "choice", "full", choices=("full", "collect"))
+    run_unit_tests: bool = _setting("RUN_UNIT_TESTS", "bool", True)
+    rounds: int = _setting("ROUNDS", "int", 2, minimum=1)
+    samples_per_round: int = _setting("SAMPLES_PER_ROUND", "int", 240, minimum=1)
+    run_id: str = _setting("RUN_ID", "run_id", "")
+    seed: int = _setting("SEED", "int", 42, minimum=0)
+    val_ratio: float = _setting("VAL_RATIO", "float", 0.1, float_ok="[0,1)")
+    mock_subprocesses: bool = _setting("HEIDI_MOCK_SUBPROCESSES", "bool", False)
+    stage_timeout_s: float = _setting("HEIDI_STAGE_TIMEOUT_S", "float", 0.0, float_ok=">=0")
+    fsync: bool = _setting("HEIDI_FSYNC", "bool", True)
+    fake_time: str = _setting("HEIDI_FAKE_TIME", "iso", "")
+    python: str = _setting("HEIDI_PYTHON", "str", "")
+    stage_cmd_generate: str = _setting("HEIDI_STAGE_CMD_GENERATE", "str", "")
+    stage_cmd_validate: str = _setting("HEIDI_STAGE_CMD_VALIDATE", "str", "")
+    stage_cmd_test: str = _setting("HEIDI_STAGE_CMD_TEST", "str", "")
+    stage_cmd_train: str = _setting("HEIDI_STAGE_CMD_TRAIN", "str", "")
+    stage_cmd_eval: str = _setting("HEIDI_STAGE_CMD_EVAL", "str", "")
+    task_source: str = _setting(
+        "HEIDI_TASK_SOURCE", "choice", "procedural", choices=("procedural", "file", "llm_gen")
+    )
+    task_file: str = _setting("HEIDI_TASK_FILE", "str", "")
+    eval_task_file: str = _setting("HEIDI_EVAL_TASK_FILE", "str", "")
+    dev_tasks: int = _setting("HEIDI_DEV_TASKS", "int", 50, minimum=1)
+    test_tasks: int = _setting("HEIDI_TEST_TASKS", "int", 100, minimum=1)
+    eval_file_limit: int = _setting("HEIDI_EVAL_FILE_LIMIT", "int", 0, minimum=0)
+    eval_samples: int = _setting("HEIDI_EVAL_SAMPLES", "int", 0, minimum=0)
+    eval_temperature: float = _setting("HEIDI_EVAL_TEMPERATURE", "float", 0.8, float_ok=">0")
+    teacher: str = _setting(
+        "HEIDI_TEACHER", "choice", "reference", choices=("reference", "openai", "local", "mock")
+    )
+    teacher_model: str = _setting("HEIDI_TEACHER_MODEL", "str", "")
+    teacher_base_url: str = _setting("HEIDI_TEACHER_BASE_URL", "str", "")
+    teacher_api_key_env: str = _setting("HEIDI_TEACHER_API_KEY_ENV", "str", "OPENAI_API_KEY")
+    teacher_concurrency: int = _setting("HEIDI_TEACHER_CONCURRENCY", "int", 8, minimum=1)
+    teacher_samples: int = _setting("HEIDI_TEACHER_SAMPLES", "int", 1, minimum=1)
+    teacher_keep_per_task: int = _setting("HEIDI_TEACHER_KEEP_PER_TASK", "int", 1, minimum=1)
+    teacher_temperature: float = _setting("HEIDI_TEACHER_TEMPERATURE", "float", 0.0, float_ok=">=0")
+    teacher_top_p: float = _setting("HEIDI_TEACHER_TOP_P", "float", 1.0, float_ok="(0,1]")
+    teacher_max_tokens: int = _setting("HEIDI_TEACHER_MAX_TOKENS", "int", 1024, minimum=1)
+    teacher_token_field: str = _setting(
+        "HEIDI_TEACHER_TOKEN_FIELD", "choice", "max_tokens",
+        choices=("max_tokens", "max_completion_tokens"),
+    )
+    teacher_extra_body: str = _setting("HEIDI_TEACHER_EXTRA_BODY", "str", "")
+    teacher_system_prompt: str = _setting("HEIDI_TEACHER_SYSTEM_PROMPT", "str", "")
+    teacher_response_format: str = _setting(
+        "HEIDI_TEACHER_RESPONSE_FORMAT", "choice", "auto", choices=("auto", "json_object", "off")
+    )
+    teacher_cache: bool = _setting("HEIDI_TEACHER_CACHE", "bool", True)
+    teacher_cache_file: str = _setting("HEIDI_TEACHER_CACHE_FILE", "str", "")
+    teacher_rpm: float = _setting("HEIDI_TEACHER_RPM", "float", 0.0, float_ok=">=0")
+    teacher_tpm: float = _setting("HEIDI_TEACHER_TPM", "float", 0.0, float_ok=">=0")
+    teacher_price_prompt: float = _setting(
+        "HEIDI_TEACHER_PRICE_PROMPT", "float", 0.0, float_ok=">=0"
+    )
+    teacher_price_completion: float = _setting(
+        "HEIDI_TEACHER_PRICE_COMPLETION", "float", 0.0, float_ok=">=0"
+    )
+    base_model: str = _setting("BASE_MODEL", "str", "smollm2")
+    train_steps: int = _setting("TRAIN_STEPS", "int", 64, minimum=1)
+    lr: float = _setting("LR", "float", 0.0015, float_ok=">0")
+    lora_r: int = _setting("LORA_R", "int", 8, minimum=1)
+    lora_alpha: int = _setting("LORA_ALPHA", "int", 16, minimum=1)
+    seq_len: int = _setting("SEQ_LEN", "int", 384, minimum=16)
+    batch_size: int = _setting("BATCH_SIZE", "int", 4, minimum=1)
+    grad_accum: int = _setting("GRAD_ACCUM", "int", 1, minimum=1)
+    train_precision: str = _setting(
+        "HEIDI_TRAIN_PRECISION", "choice", "auto", choices=("auto", "fp32", "bf16", "fp16")
+    )
+    qlora: str = _setting("HEIDI_QLORA", "choice", "auto", choices=("auto", "on", "off"))
+    chat_template: str = _setting(
+        "HEIDI_CHAT_TEMPLATE", "choice", "auto", choices=("auto", "on", "off")
+    )
+    train_packing: bool = _setting("HEIDI_TRAIN_PACKING", "bool", False)
+    gradient_checkpointing: bool = _setting("HEIDI_GRADIENT_CHECKPOINTING", "bool", False)
+    save_steps: int = _setting("HEIDI_SAVE_STEPS", "int", 10, minimum=0)
+    report_to: str = _setting("HEIDI_REPORT_TO", "str", "tensorboard")
+    train_launcher: str = _setting("HEIDI_TRAIN_LAUNCHER", "str", "")
+    sandbox_timeout_s: float = _setting("HEIDI_SANDBOX_TIMEOUT_S", "float", 10.0, float_ok=">0")
+    sandbox_memory_mb: int = _setting("HEIDI_SANDBOX_MEMORY_MB", "int", 1024, minimum=64)
+    sandbox_workers: int = _setting("HEIDI_SANDBOX_WORKERS", "int", 0, minimum=0)
+    sandbox: str = _setting(
+        "HEIDI_SANDBOX", "choice", "auto", choices=("auto", "bubblewrap", "rlimits-unsafe")
+    )
 
     @classmethod
     def from_env(cls, config_file: str | os.PathLike[str] | None = None, **overrides: Any) -> Config:
@@ -404,9 +354,23 @@ class Config:
         """Field name -> environment variable."""
         return {field.name: field.env for field in _FIELDS}
 
+    @staticmethod
+    def choices(name: str) -> tuple[str, ...]:
+        """The values a choice field (e.g. ``teacher``) takes."""
+        return _BY_NAME[name].choices
 
-# The dataclass defaults and the field table must agree.
-assert [f.name for f in dataclasses.fields(Config)] == [f.name for f in _FIELDS]
-assert all(f.default == _BY_NAME[f.name].default for f in dataclasses.fields(Config))
+    @staticmethod
+    def check_choice(name: str, value: str) -> str:
+        """``value`` if field ``name`` takes it, else the ConfigError its environment
+        variable gets for it."""
+        return _convert(_BY_NAME[name], value, _BY_NAME[name].env)
+
+
+# The field table: one row per Config field, in declaration order.
+_FIELDS: tuple[_Field, ...] = tuple(
+    _Field(f.name, default=f.default, **f.metadata) for f in dataclasses.fields(Config)
+)
+_BY_NAME = {field.name: field for field in _FIELDS}
+_VALID_KEYS = ", ".join(sorted(_BY_NAME))
 
 __all__ = ["Config", "STAGE_DEFAULT_TIMEOUTS_S"]

@@ -10,10 +10,13 @@ the completion; the eval stage generates from the same ``model_prompt(...)``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
+from .. import prompts
 from ..errors import ConfigError
 from ..prompts import SYSTEM_PROMPT
+from .lora import Example, encode_example
 
 
 def has_chat_template(tokenizer: Any) -> bool:
@@ -41,3 +44,27 @@ def model_prompt(tokenizer: Any, student_prompt: str, chat: bool) -> str:
         tokenize=False,
         add_generation_prompt=True,
     )
+
+
+def training_pair(sample: dict) -> tuple[str, str]:
+    """``(prompt, completion)`` of a sample in the student format."""
+    prompt = prompts.student_prompt(sample)
+    text = prompts.format_training_text(sample)
+    return prompt, text[len(prompt) :]
+
+
+def encode_samples(
+    tokenizer: Any, samples: Sequence[dict], seq_len: int, *, chat: bool = False
+) -> tuple[list[Example], int]:
+    """Tokenised examples and the number of samples dropped because no completion fit.
+
+    The prompt is what the model is shown at generation time (``model_prompt``).
+    """
+    examples = []
+    for sample in samples:
+        prompt, completion = training_pair(sample)
+        shown = model_prompt(tokenizer, prompt, chat)
+        example = encode_example(tokenizer, shown, completion, seq_len)
+        if example is not None:
+            examples.append(example)
+    return examples, len(samples) - len(examples)

@@ -59,11 +59,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from .._py.config import Config
 from ..errors import HeidiError
 from ..process import pid_alive
 from . import supervisor as _supervisor
 
-LEVELS = ("auto", "bubblewrap", "rlimits-unsafe")
+LEVELS = Config.choices("sandbox")
 ENFORCED_LEVELS = ("bubblewrap", "rlimits-unsafe")
 # Unassigned uids for runs started as root; one per concurrent slot. (Not the range of
 # earlier versions, whose slot locks lived elsewhere: the two never share a uid.)
@@ -93,8 +94,8 @@ class SandboxUnavailable(HeidiError, RuntimeError):
 class SandboxLimits:
     """Resource limits of one sandboxed program (and of its worker's tmpfs)."""
 
-    timeout_s: float = 10.0
-    memory_mb: int = 1024
+    timeout_s: float = Config.sandbox_timeout_s
+    memory_mb: int = Config.sandbox_memory_mb
     max_processes: int = 32
     max_file_mb: int = 16
     max_open_files: int = 64
@@ -597,12 +598,17 @@ def _probe(level: str) -> str | None:
         _slots.release(lock_fd)
 
 
+def requested_level(level: str | None = None) -> str:
+    """``level``, else ``$HEIDI_SANDBOX``, else the configuration's default."""
+    return level or os.environ.get("HEIDI_SANDBOX") or Config.sandbox
+
+
 def resolve_level(level: str | None = None) -> str:
-    """The enforced level for ``level`` (default ``$HEIDI_SANDBOX`` or ``auto``).
+    """The enforced level for ``level`` (default: :func:`requested_level`).
 
     Raises SandboxUnavailable when it cannot be enforced here; ``auto`` never falls back
     to a level that leaves the host's filesystem or network visible."""
-    level = level or os.environ.get("HEIDI_SANDBOX") or "auto"
+    level = requested_level(level)
     if level not in LEVELS:
         raise ValueError(f"invalid sandbox level {level!r} (valid: {', '.join(LEVELS)})")
     if level == "rlimits-unsafe":
@@ -619,7 +625,7 @@ def resolve_level(level: str | None = None) -> str:
 
 def describe(level: str | None = None) -> dict:
     """What the sandbox enforces here, truthfully (for ``heidi doctor``)."""
-    requested = level or os.environ.get("HEIDI_SANDBOX") or "auto"
+    requested = requested_level(level)
     info: dict = {"level": requested, "bwrap": shutil.which("bwrap")}
     try:
         info["python"] = sandbox_python()[0]

@@ -8,13 +8,13 @@ nothing else in ``OUT_DIR`` but the previous stage's file.
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from .._py.config import Config
 from ..errors import ConfigError
 from ..io import JsonlError, read_jsonl, write_jsonl_atomic
 from ..telemetry import emit_event
@@ -84,7 +84,7 @@ class RoundPaths:
 class StageContext:
     name: str
     paths: RoundPaths
-    config: object  # the python backend's Config
+    config: Config
 
     @property
     def round(self) -> int:
@@ -98,8 +98,6 @@ def parse_args(stage: str, argv: Sequence[str] | None = None) -> StageContext:
     args = parser.parse_args(argv)
     if args.round < 1:
         parser.error(f"--round must be >= 1, got {args.round}")
-    from .._py.config import Config
-
     config = Config.from_env(out_dir=args.out_dir)
     return StageContext(stage, RoundPaths(Path(args.out_dir), args.round), config)
 
@@ -157,14 +155,12 @@ def write_split(paths: RoundPaths, samples: list[dict], val_ratio: float, seed: 
     return len(train), len(val)
 
 
-def read_samples(path: Path) -> list[dict]:
+def require_input(path: Path) -> Path:
+    """``path``, or the FileNotFoundError (an input error) that names it."""
     if not path.exists():
         raise FileNotFoundError(f"input file missing: {path} (run the previous stage first)")
-    return read_jsonl(path)
+    return path
 
 
-def env_flag(name: str, default: bool = False) -> bool:
-    value = os.environ.get(name)
-    if value is None:
-        return default
-    return value.strip().lower() in ("1", "true", "yes")
+def read_samples(path: Path) -> list[dict]:
+    return read_jsonl(require_input(path))

@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from .. import prompts
+from .._py.config import Config
 from ..errors import HeidiError
 from ..eval_stats import mean_pass_at_k, wilson_interval
 from ..io import write_json_atomic
@@ -242,15 +243,15 @@ def teacher_usage(out_dir: Path, round_no: int) -> dict:
     return dict(JournalIndex(path).refresh().teacher_by_round.get(round_no, empty))
 
 
-def baseline_key(config: object, sections: dict[str, list[Task]], chat: bool = False) -> dict:
+def baseline_key(config: Config, sections: dict[str, list[Task]], chat: bool = False) -> dict:
     """What the cached baseline depends on; a different key means it is recomputed."""
     return {
-        "base_model": config.base_model,  # type: ignore[attr-defined]
+        "base_model": config.base_model,
         "chat_template": chat,
-        "seed": config.seed,  # type: ignore[attr-defined]
+        "seed": config.seed,
         "max_new_tokens": MAX_NEW_TOKENS,
-        "eval_samples": config.eval_samples,  # type: ignore[attr-defined]
-        "eval_temperature": config.eval_temperature,  # type: ignore[attr-defined]
+        "eval_samples": config.eval_samples,
+        "eval_temperature": config.eval_temperature,
         "task_ids": {name: [task.task_id for task in tasks] for name, tasks in sections.items()},
     }
 
@@ -266,9 +267,8 @@ def load_baseline(path: Path, key: dict) -> dict | None:
 def run(ctx: StageContext) -> dict:
     """Evaluate one round; returns the report written to ``eval/report_round_N.json``."""
     from ..ml import adapters, configure_torch_threads, generate, load_model
-    from ..ml.formatting import chat_enabled, model_prompt
+    from ..ml.formatting import chat_enabled, encode_samples, model_prompt
     from ..ml.lora import load_lora_adapter, mean_loss
-    from .train import encode_samples
 
     started = time.perf_counter()
     config, paths = ctx.config, ctx.paths

@@ -30,13 +30,14 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from .._py.config import Config
 from ..errors import ConfigError
 from ..io import iter_jsonl, write_jsonl_atomic
 from ..prompts import teacher_instruction
 from ..tasks import procedural
 from ..tasks.llm_gen import TOPICS, InventionError, invention_prompt, parse_invented_task
 from ..tasks.model import Task, TaskFileError, load_task_file
-from ..tasks.sources import check_task_source, eval_task_ids, select_file_tasks
+from ..tasks.sources import eval_task_ids, select_file_tasks
 from ..teacher_cache import CacheError
 from ..teachers import Answer, Request, Teacher, make_teacher
 from ..telemetry import emit_event, progress
@@ -119,15 +120,15 @@ def plan_revisits(
 
 
 def plan_fresh(
-    source: str, n: int, *, config: object, ctx: StageContext, exclude: set[str]
+    source: str, n: int, *, config: Config, ctx: StageContext, exclude: set[str]
 ) -> list[Task | Invention]:
-    seed, round = config.seed, ctx.round  # type: ignore[attr-defined]
+    seed, round = config.seed, ctx.round
     if n <= 0:
         return []
     if source == "procedural":
         return list(procedural.generate(f"{seed}:round:{round}", n, "train", exclude=exclude))
     if source == "file":
-        path = config.task_file  # type: ignore[attr-defined]
+        path = config.task_file
         if not path:
             raise ConfigError(
                 "HEIDI_TASK_SOURCE=file needs HEIDI_TASK_FILE (a HumanEval-format JSONL file)"
@@ -277,7 +278,7 @@ def build_samples(items: Sequence[Answered], teacher: Teacher, round: int) -> li
 
 def run(ctx: StageContext) -> int:
     config = ctx.config
-    source = check_task_source(config.task_source)  # type: ignore[attr-defined]
+    source = config.task_source
     teacher = make_teacher(config)
     try:
         if source == "llm_gen" and not teacher.writes_text:
@@ -286,8 +287,8 @@ def run(ctx: StageContext) -> int:
                 "(openai, local, mock), "
                 f"not HEIDI_TEACHER={teacher.name}"
             )
-        n = config.samples_per_round  # type: ignore[attr-defined]
-        seed = f"{config.seed}:round:{ctx.round}"  # type: ignore[attr-defined]
+        n = config.samples_per_round
+        seed = f"{config.seed}:round:{ctx.round}"
         answered = answered_task_ids(ctx.paths)
         exclude = set(answered)
 
@@ -308,8 +309,8 @@ def run(ctx: StageContext) -> int:
             counters_delta=counters,
         )
 
-        samples = int(config.teacher_samples)  # type: ignore[attr-defined]
-        prices = (config.teacher_price_prompt, config.teacher_price_completion)  # type: ignore[attr-defined]
+        samples = config.teacher_samples
+        prices = (config.teacher_price_prompt, config.teacher_price_completion)
         tasks = [item for item, _ in plan if isinstance(item, Task)]
         slots = [item for item, _ in plan if isinstance(item, Invention)]
         meter = Progress(len(tasks) * samples + len(slots), prices)

@@ -8,48 +8,35 @@ time, and writes
 the train/val split of the passing samples. Both outcome files carry ``test_result``.
 With several teacher samples per task, at most ``HEIDI_TEACHER_KEEP_PER_TASK`` passing
 answers of a task go on (the first ones, in file order); failing ones are all recorded.
-Exits 2, writing nothing, when the sandbox level cannot be enforced here.
+Exits 2, writing nothing, when the sandbox level cannot be enforced here, and 1 without
+the clean file (the exit convention of every stage, :func:`.common.run_stage`).
 """
 
 from __future__ import annotations
 
-import re
 import sys
 import time
 from collections.abc import Sequence
 
 from ..io import write_jsonl_atomic
 from ..sandbox import SandboxLimits, SandboxUnavailable, build_program, resolve_level, run_many
-from ..telemetry import emit_event, progress
-from .common import parse_args, read_samples, write_split
+from ..tasks.model import has_runnable_tests
+from ..telemetry import progress
+from .common import StageContext, read_samples, run_stage, write_split
 
 PROGRESS_INTERVAL_S = 1.0
-_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_DEFINES_CHECK = re.compile(r"^\s*def\s+check\s*\(", re.M)
 
 
 def runnable(sample: dict) -> bool:
     """Whether the sample has tests to run (fail-closed: anything else is no_tests)."""
-    test, entry_point = sample.get("test"), sample.get("entry_point")
-    return (isinstance(test, str) and bool(_DEFINES_CHECK.search(test))
-            and isinstance(entry_point, str) and bool(_IDENTIFIER.fullmatch(entry_point))
-            and isinstance(sample.get("prompt"), str) and isinstance(sample.get("completion"), str))
+    return (has_runnable_tests(sample) and isinstance(sample.get("prompt"), str)
+            and isinstance(sample.get("completion"), str))
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    ctx = parse_args("test", argv)
+def run(ctx: StageContext) -> int:
     paths, config = ctx.paths, ctx.config
-    try:
-        samples = read_samples(paths.clean)
-    except FileNotFoundError as exc:
-        print(str(exc), file=sys.stderr)
-        return 2
-    try:
-        level = resolve_level(config.sandbox)
-    except SandboxUnavailable as exc:
-        print(f"test: error: {exc}", file=sys.stderr)
-        emit_event("progress", f"configuration error: {exc}", level="error")
-        return 2
+    samples = read_samples(paths.clean)
+    level = resolve_level(config.sandbox)
     limits = SandboxLimits(timeout_s=config.sandbox_timeout_s, memory_mb=config.sandbox_memory_mb)
     to_run = [i for i, s in enumerate(samples) if runnable(s)]
     programs = [build_program(samples[i]["prompt"], samples[i]["completion"], samples[i]["test"],
@@ -106,6 +93,10 @@ def keep_per_task(passed: list[dict], k: int) -> tuple[list[dict], int]:
         if seen[task] <= k:
             kept.append(record)
     return kept, len(passed) - len(kept)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_stage("test", run, argv, config_errors=(SandboxUnavailable,))
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .. import prompts
+from .._py.config import Config
 from ..errors import ConfigError, HeidiError
 from ..io import write_json_atomic
 from ..telemetry import progress
@@ -45,33 +46,6 @@ def resumed_steps(train_steps: int) -> int:
     return max(1, train_steps // 2)
 
 
-def training_pair(sample: dict) -> tuple[str, str]:
-    """``(prompt, completion)`` of a sample in the student format."""
-    prompt = prompts.student_prompt(sample)
-    text = prompts.format_training_text(sample)
-    return prompt, text[len(prompt) :]
-
-
-def encode_samples(
-    tokenizer, samples: Sequence[dict], seq_len: int, *, chat: bool = False
-) -> tuple[list, int]:
-    """Tokenised examples and the number of samples dropped because no completion fit.
-
-    The prompt is what the model is shown at generation time (``model_prompt``).
-    """
-    from ..ml.formatting import model_prompt
-    from ..ml.lora import encode_example
-
-    examples = []
-    for sample in samples:
-        prompt, completion = training_pair(sample)
-        shown = model_prompt(tokenizer, prompt, chat)
-        example = encode_example(tokenizer, shown, completion, seq_len)
-        if example is not None:
-            examples.append(example)
-    return examples, len(samples) - len(examples)
-
-
 def _mean(values: Sequence[float]) -> float:
     return sum(values) / len(values)
 
@@ -82,7 +56,7 @@ def checkpoint_dir(ctx: StageContext) -> Path:
     return lora_dir.with_name(lora_dir.name + CHECKPOINT_SUFFIX)
 
 
-def use_qlora(config) -> bool:
+def use_qlora(config: Config) -> bool:
     """``HEIDI_QLORA``: auto uses it when possible; on fails clearly when impossible."""
     from ..ml.models import qlora_unavailable_reason
 
@@ -101,7 +75,7 @@ def _file_digest(path: Path) -> str:
 def run(ctx: StageContext) -> dict:
     """Train one round; returns the metrics written to ``metrics.json`` (on rank 0)."""
     from ..ml import adapters, configure_torch_threads, is_tiny, load_model
-    from ..ml.formatting import chat_enabled
+    from ..ml.formatting import chat_enabled, encode_samples
     from ..ml.lora import load_lora_adapter, mean_loss, new_lora_adapter, prepare_for_kbit_training
     from ..ml.models import save_tiny_tokenizer
     from ..ml.trainer import (

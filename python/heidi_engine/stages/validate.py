@@ -3,7 +3,8 @@
 Reads ``data/raw_round_N.jsonl``; writes ``data/clean_round_N.jsonl`` and
 ``data/rejected_round_N.jsonl`` (each with ``reject_reason``; secrets masked), plus the
 train/val split when unit tests are off (SPEC §4, §8). The checks are in
-:mod:`heidi_engine.validation.pipeline`.
+:mod:`heidi_engine.validation.pipeline`. Exits 2 on a bad ``HEIDI_EVAL_TASK_FILE``, 1
+without the raw file or with an unreadable dedup snapshot (:func:`.common.run_stage`).
 """
 
 from __future__ import annotations
@@ -17,29 +18,16 @@ from ..tasks import TaskFileError, held_out_tasks
 from ..telemetry import progress
 from ..validation.contamination import HeldOutIndex
 from ..validation.pipeline import BATCH_SIZE, SnapshotError, Validator, load_state, save_state
-from .common import parse_args, write_split
+from .common import StageContext, require_input, run_stage, write_split
 
 PROGRESS_INTERVAL_S = 1.0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    ctx = parse_args("validate", argv)
+def run(ctx: StageContext) -> int:
     paths, config = ctx.paths, ctx.config
-    if not paths.raw.exists():
-        print(f"input file missing: {paths.raw} (run the generate stage first)", file=sys.stderr)
-        return 2
-    try:
-        held_out = HeldOutIndex(held_out_tasks(config))
-    except TaskFileError as exc:
-        print(f"validate: {exc}", file=sys.stderr)
-        return 2
-    try:
-        validator = Validator(
-            load_state(paths.state_dir, paths.out_dir / "data", ctx.round), held_out
-        )
-    except SnapshotError as exc:
-        print(f"validate: error: {exc}", file=sys.stderr)
-        return 1
+    require_input(paths.raw)
+    held_out = HeldOutIndex(held_out_tasks(config))
+    validator = Validator(load_state(paths.state_dir, paths.out_dir / "data", ctx.round), held_out)
     clean, rejected = [], []
     with open(paths.raw, encoding="utf-8") as fh:
         lines = [line for line in fh if line.strip()]
@@ -62,6 +50,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     progress(f"validate round {ctx.round}: {len(lines)} samples, clean {len(clean)}, "
              f"rejected {len(rejected)} ({reasons})", counters_delta=counters)
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_stage("validate", run, argv, config_errors=(TaskFileError,),
+                     input_errors=(SnapshotError,))
 
 
 if __name__ == "__main__":

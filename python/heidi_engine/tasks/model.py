@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +19,8 @@ from ..errors import HeidiError
 from ..io import write_jsonl_atomic
 
 HUMANEVAL_KEYS = ("task_id", "prompt", "canonical_solution", "test", "entry_point")
+_ENTRY_POINT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_DEFINES_CHECK = re.compile(r"^\s*def\s+check\s*\(", re.M)
 
 
 class TaskFileError(HeidiError, ValueError):
@@ -75,6 +79,19 @@ class Task:
             entry_point=row["entry_point"],
             metadata=dict(metadata),
         )
+
+
+def is_entry_point(name: object) -> bool:
+    """Whether ``name`` can be the function a sample's tests call: an ASCII identifier."""
+    return isinstance(name, str) and bool(_ENTRY_POINT.fullmatch(name))
+
+
+def has_runnable_tests(sample: Mapping) -> bool:
+    """Whether a sample's tests can be run (fail-closed): its ``test`` defines
+    ``check(candidate)`` and its ``entry_point`` names the function they check."""
+    test = sample.get("test")
+    return (isinstance(test, str) and bool(_DEFINES_CHECK.search(test))
+            and is_entry_point(sample.get("entry_point")))
 
 
 def load_task_file(path: str | os.PathLike) -> list[Task]:

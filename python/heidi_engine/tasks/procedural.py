@@ -23,12 +23,11 @@ import copy
 import functools
 import hashlib
 import itertools
-import math
 import random
 import textwrap
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 
+from .families import FAMILIES, Family, Spec
 from .model import Task
 
 # ``train``: tasks teachers answer. ``dev``: held out; its failures steer the next round
@@ -45,63 +44,13 @@ DEV_BUCKETS = frozenset({2})
 MAX_DRAWS_PER_TASK = 1000
 
 
-@dataclass(frozen=True)
-class Spec:
-    signature: str  # "def name(arg: type) -> type:"
-    description: str  # docstring text, without examples
-    body: str  # reference implementation, indented four spaces
-    wrong: str  # a plausible but buggy implementation of the same signature
-    cases: list[tuple]  # argument tuples; the first ``n_examples`` go in the docstring
-    imports: str = ""
-    n_examples: int = 2
-
-    @property
-    def entry_point(self) -> str:
-        return self.signature.split("def ", 1)[1].split("(", 1)[0].strip()
-
-
-@dataclass(frozen=True)
-class Family:
-    name: str
-    category: str
-    space: dict[str, tuple]
-    build: Callable[[dict, random.Random], Spec] = field(repr=False)
-
-    @property
-    def size(self) -> int:
-        return math.prod(len(choices) for choices in self.space.values())
-
-
-FAMILIES: dict[str, Family] = {}
-
-
-def family(category: str, **space: Sequence) -> Callable:
-    """Register ``build(params, rng) -> Spec`` as a task family with the given space."""
-
-    def register(build: Callable[[dict, random.Random], Spec]) -> Callable:
-        if "func" not in space:
-            raise ValueError(f"family {build.__name__} needs a 'func' parameter")
-        FAMILIES[build.__name__] = Family(
-            build.__name__, category, {key: tuple(values) for key, values in space.items()}, build
-        )
-        return build
-
-    return register
-
-
-def _registry() -> dict[str, Family]:
-    if not FAMILIES:
-        from . import families  # noqa: F401  (registers every family on import)
-    return FAMILIES
-
-
 def families() -> dict[str, Family]:
-    return dict(_registry())
+    return dict(FAMILIES)
 
 
 def reachable_count() -> int:
     """How many distinct tasks the generator can produce."""
-    return sum(fam.size for fam in _registry().values())
+    return sum(fam.size for fam in FAMILIES.values())
 
 
 # --- identity and split -------------------------------------------------------------
@@ -116,7 +65,7 @@ def parse_task_id(task_id: str) -> tuple[Family, list[int]]:
     parts = task_id.split("/")
     if len(parts) != 3 or parts[0] != "proc":
         raise ValueError(f"not a procedural task id: {task_id!r}")
-    fam = _registry().get(parts[1])
+    fam = FAMILIES.get(parts[1])
     if fam is None:
         raise ValueError(f"unknown task family {parts[1]!r} in {task_id!r}")
     try:
@@ -153,7 +102,7 @@ def _split_hash(fam: Family, semantic: Sequence[int]) -> int:
 def _anchor(fam_name: str) -> tuple[int, ...]:
     """The family's semantic choice with the smallest hash: always in the test split, so
     every family, however small, is measured."""
-    fam = _registry()[fam_name]
+    fam = FAMILIES[fam_name]
     sizes = [range(len(v)) for key, v in fam.space.items() if key not in COSMETIC_PARAMS]
     return min(itertools.product(*sizes), key=lambda semantic: _split_hash(fam, semantic))
 
@@ -279,8 +228,7 @@ def generate(
     """
     if split not in SPLITS:
         raise ValueError(f"invalid split {split!r} (valid: {', '.join(SPLITS)})")
-    registry = _registry()
-    names = sorted(family_names if family_names is not None else registry)
+    names = sorted(family_names if family_names is not None else FAMILIES)
     rng = random.Random(f"heidi-procedural:{seed}:{split}")
     skip = set(exclude)
     distinct = split in HELD_OUT_SPLITS
@@ -294,7 +242,7 @@ def generate(
         if not rotation:
             rotation = names[:]
             rng.shuffle(rotation)
-        fam = registry[rotation.pop()]
+        fam = FAMILIES[rotation.pop()]
         for _ in range(50):  # a few tries for this family before moving on
             draws_left -= 1
             indices = _draw(rng, fam)

@@ -5,48 +5,44 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable, Sequence
 
-from ..errors import ConfigError
+from .._py.config import Config
 from . import procedural
 from .model import Task, load_task_file
 
-TASK_SOURCES = ("procedural", "file", "llm_gen")
+TASK_SOURCES = Config.choices("task_source")
 
 
 def check_task_source(mode: str) -> str:
-    if mode not in TASK_SOURCES:
-        raise ConfigError(
-            f"invalid value for HEIDI_TASK_SOURCE: {mode!r} (valid: {', '.join(TASK_SOURCES)})"
-        )
-    return mode
+    """``mode`` if it names a task source, else the ConfigError of ``HEIDI_TASK_SOURCE``."""
+    return Config.check_choice("task_source", mode)
 
 
 EVAL_SECTIONS = ("dev", "test", "file")
 
 
-def held_out_tasks(config: object) -> dict[str, list[Task]]:
+def held_out_tasks(config: Config) -> dict[str, list[Task]]:
     """The tasks the student is measured on, by section, the same every round.
 
     ``dev`` (``HEIDI_DEV_TASKS``) and ``test`` (``HEIDI_TEST_TASKS``) are disjoint
     procedural splits that no teacher ever answers; ``file`` is ``HEIDI_EVAL_TASK_FILE``,
     whole unless ``HEIDI_EVAL_FILE_LIMIT`` caps it, and only present when set.
     """
-    seed = config.seed  # type: ignore[attr-defined]
     sections = {
-        "dev": procedural.generate(seed, config.dev_tasks, "dev"),  # type: ignore[attr-defined]
-        "test": procedural.generate(seed, config.test_tasks, "test"),  # type: ignore[attr-defined]
+        "dev": procedural.generate(config.seed, config.dev_tasks, "dev"),
+        "test": procedural.generate(config.seed, config.test_tasks, "test"),
     }
-    path = config.eval_task_file  # type: ignore[attr-defined]
+    path = config.eval_task_file
     if path:
         tasks = load_task_file(path)
-        limit = config.eval_file_limit  # type: ignore[attr-defined]
+        limit = config.eval_file_limit
         sections["file"] = tasks[:limit] if limit else tasks
     return sections
 
 
-def eval_task_ids(config: object) -> set[str]:
+def eval_task_ids(config: Config) -> set[str]:
     """Ids that must never be trained on (only a file needs listing; the procedural
     split is excluded by construction)."""
-    path = getattr(config, "eval_task_file", "")
+    path = config.eval_task_file
     return {task.task_id for task in load_task_file(path)} if path else set()
 
 

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +40,7 @@ import numpy as np
 
 from ..errors import HeidiError
 from ..io import iter_jsonl, write_bytes_atomic
+from ..tasks.model import has_runnable_tests, is_entry_point
 from ..tasks.procedural import is_procedural_id
 from .contamination import HeldOutIndex
 from .neardup import NearDupIndex, load_npz, save_npz, sketch_texts
@@ -57,8 +57,6 @@ REJECT_REASONS = ("secret", "schema", "no_tests", "too_long", "contaminated", "d
 SNAPSHOT_VERSION = 3
 EXACT_KEY_BYTES = 16
 BATCH_SIZE = 256
-_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_DEFINES_CHECK = re.compile(r"^\s*def\s+check\s*\(", re.M)
 
 
 def schema_problem(sample: dict) -> tuple[str, str] | None:
@@ -83,9 +81,9 @@ def schema_problem(sample: dict) -> tuple[str, str] | None:
             return "schema", f"field {name!r} is empty"
     if not sample["completion"].strip():
         return "schema", "empty completion"
-    if not _IDENTIFIER.fullmatch(sample["entry_point"]):
+    if not is_entry_point(sample["entry_point"]):
         return "schema", "entry_point is not an identifier"
-    if test is None or not test.strip() or not _DEFINES_CHECK.search(test):
+    if not has_runnable_tests(sample):
         return "no_tests", "test does not define check(candidate)"
     return None
 
