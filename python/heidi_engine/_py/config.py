@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ConfigError
+from ..run_layout import MODES
 from .clock import is_iso_ms
 
 if sys.version_info >= (3, 11):
@@ -51,7 +52,7 @@ class _Field:
 
 _FIELDS: tuple[_Field, ...] = (
     _Field("out_dir", "OUT_DIR", "path", "./heidi_out"),
-    _Field("pipeline_mode", "PIPELINE_MODE", "choice", "full", choices=("full", "collect")),
+    _Field("pipeline_mode", "PIPELINE_MODE", "choice", "full", choices=MODES),
     _Field("run_unit_tests", "RUN_UNIT_TESTS", "bool", True),
     _Field("rounds", "ROUNDS", "int", 3, minimum=1),
     _Field("samples_per_round", "SAMPLES_PER_ROUND", "int", 50, minimum=1),
@@ -405,8 +406,17 @@ class Config:
         return {field.name: field.env for field in _FIELDS}
 
 
+def setting_from_env(name: str) -> Any:
+    """One field as the environment alone sets it (its default when unset), checked as
+    :meth:`Config.from_env` checks it: for code that needs a single setting, not a run's
+    whole configuration (the file writers of :mod:`heidi_engine.io` take ``fsync`` so)."""
+    field = _BY_NAME[name]
+    raw = os.environ.get(field.env)
+    return field.default if raw is None else _convert(field, raw, field.env)
+
+
 # The dataclass defaults and the field table must agree.
 assert [f.name for f in dataclasses.fields(Config)] == [f.name for f in _FIELDS]
 assert all(f.default == _BY_NAME[f.name].default for f in dataclasses.fields(Config))
 
-__all__ = ["Config", "STAGE_DEFAULT_TIMEOUTS_S"]
+__all__ = ["Config", "STAGE_DEFAULT_TIMEOUTS_S", "setting_from_env"]

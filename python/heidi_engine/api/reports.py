@@ -9,6 +9,8 @@ import re
 import threading
 from pathlib import Path
 
+from .._py.jsonenc import reject_constant
+
 REPORT_NAME = re.compile(r"^report_round_([1-9][0-9]{0,8})\.json$")
 # The report fields the API passes on, in this order (null when a report lacks one).
 REPORT_FIELDS = ("pass_at_1", "baseline_pass_at_1", "n_tasks", "n_passed", "val_loss",
@@ -57,7 +59,7 @@ class EvalReports:
         entry: dict | None
         try:
             with open(path, encoding="utf-8") as fh:
-                report = json.load(fh, parse_constant=_reject_constant)
+                report = json.load(fh, parse_constant=reject_constant)
         except (OSError, ValueError):
             report = None
         if isinstance(report, dict):
@@ -69,11 +71,6 @@ class EvalReports:
             entry = None
         self._cache[round_no] = (key, entry)
         return entry
-
-
-def _reject_constant(name: str) -> float:
-    # NaN/Infinity are not JSON; the daemon's parser refuses them too.
-    raise ValueError(f"not JSON: {name}")
 
 
 def _is_number(value: object) -> bool:
