@@ -20,7 +20,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "python"))
 
-from heidi_engine.api.launcher import ServerProcess, find_heidid  # noqa: E402
+from heidi_engine.server.launcher import ServerProcess, find_heidid  # noqa: E402
 
 FAKE_STAGE = HERE.parent / "tests" / "data" / "fake_stage.py"
 CONNECTIONS = 64

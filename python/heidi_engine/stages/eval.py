@@ -202,7 +202,7 @@ def previous_dev_failures(out_dir: Path, this_round: int, baseline: dict) -> lis
 def teacher_usage(out_dir: Path, round_no: int) -> dict:
     """What the round's teacher cost, from the journal's complete lines: tokens paid for,
     ``cost_micros`` (with HEIDI_TEACHER_PRICE_* set) and answers taken from the cache."""
-    from ..api.journal_index import TEACHER_USAGE, JournalIndex
+    from ..server.journal_index import TEACHER_USAGE, JournalIndex
 
     empty = {**dict.fromkeys(TEACHER_USAGE, 0), "cache_hits": 0}
     path = out_dir / run_layout.JOURNAL_FILE

@@ -1,4 +1,5 @@
-"""Evaluation reports (``OUT_DIR/eval/report_round_N.json``) as the servers show them."""
+"""Evaluation reports (``OUT_DIR/eval/report_round_N.json``) as the servers show them (the
+twin of ``cpp/daemon/eval_reports.cpp``)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import threading
 from pathlib import Path
 
 from .._py.jsonenc import reject_constant
+from ..run_layout import EVAL_DIR
 
+# run_layout.EVAL_REPORT_NAME, for rounds 1..999999999 written without leading zeros (as heidid).
 REPORT_NAME = re.compile(r"^report_round_([1-9][0-9]{0,8})\.json$")
 # The report fields the API passes on, in this order (null when a report lacks one).
 REPORT_FIELDS = ("pass_at_1", "baseline_pass_at_1", "n_tasks", "n_passed", "val_loss",
@@ -22,7 +25,7 @@ class EvalReports:
     """Reads the reports, re-parsing a file only when its size or mtime changed."""
 
     def __init__(self, out_dir: str | os.PathLike) -> None:
-        self.eval_dir = Path(out_dir) / "eval"
+        self.eval_dir = Path(out_dir) / EVAL_DIR
         self._lock = threading.Lock()
         self._cache: dict[int, tuple[tuple[int, int], dict | None]] = {}
 

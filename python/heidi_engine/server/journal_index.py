@@ -1,4 +1,5 @@
-"""Incremental reader of the event journal for the servers.
+"""Incremental reader of the event journal for the servers (the twin of
+``cpp/daemon/journal_index.cpp``), and for ``heidi status``, ``heidi events`` and ``heidi run``.
 
 The Core is the journal's only writer; servers only read it. The index remembers the
 byte offset of every complete line, so a page of events costs one read of the bytes
