@@ -1,4 +1,5 @@
-"""One request in, one answer out: the control API of SPEC §9 (the twin of ``cpp/daemon/api.cpp``).
+"""One request in, one answer out: the control API of SPEC §9 (the twin of
+``cpp/daemon/api.cpp``).
 
 Routes, token rules, query limits and body fields come from the shared OpenAPI document
 (:mod:`.openapi`), which ``heidid`` routes by too. :class:`Api` never raises for bad input
@@ -180,7 +181,8 @@ class Api:
             return error(400, exc.message)
         return self._dispatch(operation, params, fields)
 
-    def _dispatch(self, op: openapi.Operation, params: dict[str, int], fields: dict[str, str]) -> Response:
+    def _dispatch(self, op: openapi.Operation, params: dict[str, int],
+                  fields: dict[str, str]) -> Response:
         name = op.operation_id
         if op.static_file is not None:
             return self._static_file(op.static_file)
