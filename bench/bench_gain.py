@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from heidi_engine.eval_stats import intervals_overlap
+from heidi_engine.run_layout import eval_report
 
 # One round of the default run (its samples, steps and test split) with a smaller dev
 # split: about half the default run's time.
@@ -45,9 +46,9 @@ def run(report) -> None:
         if result.returncode != 0:
             raise RuntimeError(f"heidi run failed: {result.stderr[-2000:]}")
         rounds = int(settings["ROUNDS"])
-        final = json.loads((out_dir / "eval" / f"report_round_{rounds}.json").read_text())
+        final = json.loads((out_dir / eval_report(rounds)).read_text())
         best_round = final["best_round"]
-        best = json.loads((out_dir / "eval" / f"report_round_{best_round}.json").read_text())
+        best = json.loads((out_dir / eval_report(best_round)).read_text())
     base = (best["baseline_pass_at_1"], best["baseline_pass_at_1_low"],
             best["baseline_pass_at_1_high"])
     tuned = (best["pass_at_1"], best["pass_at_1_low"], best["pass_at_1_high"])

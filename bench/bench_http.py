@@ -21,23 +21,23 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "python"))
 
-from heidi_engine.api.launcher import ServerProcess, find_heidid  # noqa: E402
+from heidi_engine.run_layout import STAGES, STATE_OF_STAGE  # noqa: E402
+from heidi_engine.server.launcher import ServerProcess, find_heidid  # noqa: E402
 
 FAKE_STAGE = HERE.parent / "tests" / "stage_scripts" / "fake_stage.py"
 CONNECTIONS = 64
 THREADS = 2
 DURATION_S = 8
 TARGET_RPS = 10_000.0
+COLLECTING = STATE_OF_STAGE["generate"]  # the state the measurement runs in
 
 
 def _env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HEIDI_", "OUT_DIR"))}
     env.update(HEIDI_FSYNC="0", HEIDI_PYTHON=sys.executable, PIPELINE_MODE="full", ROUNDS="1",
-               HEIDI_BACKEND="python")
-    for stage in ("generate", "validate", "test", "train", "eval"):
-        sleep = ["--sleep", str(DURATION_S + 30)] if stage == "generate" else []
-        env[f"HEIDI_STAGE_CMD_{stage.upper()}"] = shlex.join(
-            [sys.executable, str(FAKE_STAGE), stage, *sleep])
+               FAKE_STAGE_SLEEP_GENERATE=str(DURATION_S + 30), HEIDI_BACKEND="python")
+    for stage in STAGES:
+        env[f"HEIDI_STAGE_CMD_{stage.upper()}"] = f"{sys.executable} {FAKE_STAGE} {stage}"
     return env
 
 
@@ -51,7 +51,7 @@ def _state(server: ServerProcess) -> str:
 def _wrk(server: ServerProcess) -> tuple[float, int, int]:
     """(requests/s, requests, errors) while the generate stage sleeps."""
     deadline = time.monotonic() + 10
-    while _state(server) != "COLLECTING":
+    while _state(server) != COLLECTING:
         if time.monotonic() > deadline:
             raise RuntimeError("the stage did not start")
         time.sleep(0.05)
@@ -67,7 +67,7 @@ def _wrk(server: ServerProcess) -> tuple[float, int, int]:
         errors += sum(int(g) for g in match.groups())
     if match := re.search(r"Non-2xx or 3xx responses: (\d+)", out):
         errors += int(match.group(1))
-    if _state(server) != "COLLECTING":
+    if _state(server) != COLLECTING:
         raise RuntimeError("the stage ended during the measurement")
     return rps, total, errors
 

@@ -13,8 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-
-from heidi_engine.api.launcher import ServerProcess
+from heidi_engine.server.launcher import ServerProcess
 
 FAKE_STAGE = Path(__file__).parent / "stage_scripts" / "fake_stage.py"
 STAGES = ("generate", "validate", "test", "train", "eval")
@@ -268,7 +267,7 @@ BACKEND_COMMANDS = ("run", "verify", "serve")
 
 def _command(name: str, out_dir: Path, tmp_path: Path) -> list[str]:
     if name == "heidid":
-        from heidi_engine.api.launcher import find_heidid
+        from heidi_engine.server.launcher import find_heidid
 
         return [find_heidid() or "heidid", "--out-dir", str(out_dir), "--port", "0", "--no-start"]
     extra = {"serve": ["--port", "0", "--no-start"], "export": ["-o", str(tmp_path / "export")],
@@ -311,7 +310,7 @@ def test_doctor_finds_heidid_as_the_launcher_does(tmp_path):
     env = cli_env(PATH="/usr/bin:/bin")
     env.pop("HEIDID", None)
     lookup = subprocess.run(
-        [sys.executable, "-c", "from heidi_engine.api.launcher import find_heidid; print(find_heidid())"],
+        [sys.executable, "-c", "from heidi_engine.server.launcher import find_heidid; print(find_heidid())"],
         env=env, capture_output=True, text=True, timeout=60, check=True).stdout.strip()
     reported = json.loads(heidi("doctor", "--json", env=env).stdout)["heidid"]
     assert str(reported) == lookup

@@ -18,8 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-
-from heidi_engine.api.launcher import SERVER_KINDS, ServerProcess, find_heidid
+from heidi_engine.server.launcher import SERVER_KINDS, ServerProcess, find_heidid
 
 pytestmark = [pytest.mark.browser, pytest.mark.daemon]
 

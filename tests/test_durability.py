@@ -24,9 +24,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-
-from heidi_engine.api.launcher import find_heidid
 from heidi_engine.errors import ConfigError, JournalError, RunLockedError
+from heidi_engine.server.launcher import find_heidid
 
 SCRIPTS = Path(__file__).parent / "stage_scripts"
 STAGE_SCRIPT = SCRIPTS / "fake_stage.py"
@@ -39,7 +38,6 @@ RANDOM_KILLS = int(os.environ.get("HEIDI_FAULT_ITERATIONS", "6"))
 
 sys.path.insert(0, str(SCRIPTS))
 from fake_stage import expected_partition  # noqa: E402
-
 
 # ----- running --------------------------------------------------------------------------
 

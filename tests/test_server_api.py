@@ -17,10 +17,14 @@ import time
 from pathlib import Path
 
 import pytest
-
-from heidi_engine.api import MAX_BODY_BYTES, load_document, route_table
-from heidi_engine.api.launcher import SERVER_KINDS, ServerProcess, find_heidid
-from heidi_engine.server import IDLE_TIMEOUT_S, LISTEN_BACKLOG, MAX_CONNECTIONS, REQUEST_TIMEOUT_S
+from heidi_engine.server.http_server import (
+    IDLE_TIMEOUT_S,
+    LISTEN_BACKLOG,
+    MAX_CONNECTIONS,
+    REQUEST_TIMEOUT_S,
+)
+from heidi_engine.server.launcher import SERVER_KINDS, ServerProcess, find_heidid
+from heidi_engine.server.openapi import MAX_BODY_BYTES, load_document, route_table
 
 pytestmark = pytest.mark.daemon
 

@@ -155,7 +155,7 @@ def test_engine_tests_pass_against_the_installed_wheel(installed, tmp_path):
         probe = subprocess.run([*sandbox, str(python), "-c", load_system_copy],
                                capture_output=True, text=True, env=env)
         assert probe.returncode != 0, "the system's cpp-httplib is still loadable in the sandbox"
-    report = ("import heidi_engine, heidi_cpp; from heidi_engine.api.launcher import find_heidid;"
+    report = ("import heidi_engine, heidi_cpp; from heidi_engine.server.launcher import find_heidid;"
               "print(heidi_engine.__file__, heidi_cpp.__file__, find_heidid(),"
               " heidi_engine.load().name)")
     where = _run([*sandbox, str(python), "-c", report], cwd=tmp_path, env=env).stdout.split()

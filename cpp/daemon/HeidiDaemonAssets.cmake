@@ -4,7 +4,7 @@
 set(_heidi_pkg "${CMAKE_CURRENT_SOURCE_DIR}/python/heidi_engine")
 file(GLOB _heidi_dashboard_files CONFIGURE_DEPENDS "${_heidi_pkg}/dashboard/*.html"
      "${_heidi_pkg}/dashboard/*.js" "${_heidi_pkg}/dashboard/*.css")
-set(_heidi_assets "${_heidi_pkg}/api/openapi.json" ${_heidi_dashboard_files})
+set(_heidi_assets "${_heidi_pkg}/server/openapi.json" ${_heidi_dashboard_files})
 set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS ${_heidi_assets})
 
 set(_heidi_body "")

@@ -1,8 +1,10 @@
 """Atomic file writing and JSONL reading shared by the stages and tools.
 
-Every file is written to a temporary name in its own directory (containing ``.tmp``),
-fsynced, renamed over the target, and the directory fsynced (SPEC §5), so a reader
-never sees a half-written file and a crash leaves either the old or the new file.
+Every file is written by the engine's atomic writer (:mod:`heidi_engine._py.fsutil`): to a
+temporary name in its own directory (containing ``.tmp``), fsynced, renamed over the
+target, and the directory fsynced (SPEC §5), so a reader never sees a half-written file
+and a crash leaves either the old or the new file. Whether to fsync is the
+configuration's ``fsync`` (``HEIDI_FSYNC``).
 
 The JSON writers are the one place where stage outputs are scrubbed: every string (and
 key) of what they write has its secrets masked (``[REDACTED:<kind>]``, the detector of
@@ -12,32 +14,26 @@ that came from a teacher, a task file or a program under test (docs/secrets.md).
 
 from __future__ import annotations
 
-import itertools
 import json
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
-_counter = itertools.count()
+from ._py.config import setting_from_env
+from ._py.fsutil import atomic_write, fsync_dir
+from ._py.jsonenc import dumps
 
 
-def _fsync_enabled() -> bool:
-    return os.environ.get("HEIDI_FSYNC", "1").strip().lower() not in ("0", "false")
-
-
-def fsync_dir(directory: str | os.PathLike) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def fsync_enabled() -> bool:
+    """The configuration's ``fsync`` (``HEIDI_FSYNC``; off for benchmarks only)."""
+    return setting_from_env("fsync")
 
 
 def fsync_files(directory: str | os.PathLike, *, recursive: bool = False) -> None:
-    """With fsync on (``HEIDI_FSYNC``), fsync every file in ``directory`` (and below it when
-    ``recursive``), then the directory itself: a tree written in place made durable before
-    it is published by a rename."""
-    if not _fsync_enabled():
+    """With fsync on, fsync every file in ``directory`` (and below it when ``recursive``),
+    then the directory itself: a tree written in place made durable before it is
+    published by a rename."""
+    if not fsync_enabled():
         return
     root = Path(directory)
     for entry in root.rglob("*") if recursive else root.iterdir():
@@ -50,37 +46,14 @@ def fsync_files(directory: str | os.PathLike, *, recursive: bool = False) -> Non
     fsync_dir(root)
 
 
-def temp_path_for(path: Path) -> Path:
-    """A temporary name beside ``path``, unique per process and call."""
-    return path.with_name(f"{path.name}.{os.getpid()}.{next(_counter)}.tmp")
-
-
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_path_for(target)
-    sync = _fsync_enabled()
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            if sync:
-                os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    if sync:
-        fsync_dir(target.parent)
+    atomic_write(target, data, fsync=fsync_enabled())
 
 
 def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     write_bytes_atomic(path, text.encode("utf-8"))
-
-
-def dumps_line(obj: object) -> str:
-    """The engine's JSON encoding: compact, ASCII-only (SPEC §6)."""
-    return json.dumps(obj, ensure_ascii=True, separators=(",", ":"))
 
 
 def scrub_values(values: list) -> list:
@@ -94,7 +67,7 @@ def scrub_values(values: list) -> list:
 def write_jsonl_atomic(path: str | os.PathLike, rows: Iterable[Mapping]) -> int:
     """Write ``rows``, scrubbed of secrets, as JSON lines atomically; returns the number
     of lines."""
-    lines = [dumps_line(row) + "\n" for row in scrub_values(list(rows))]
+    lines = [dumps(row) + "\n" for row in scrub_values(list(rows))]
     write_text_atomic(path, "".join(lines))
     return len(lines)
 

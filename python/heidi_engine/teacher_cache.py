@@ -22,10 +22,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from .io import _fsync_enabled, dumps_line, fsync_dir
+from ._py.jsonenc import dumps
+from .io import fsync_dir, fsync_enabled
+from .run_layout import TEACHER_CACHE_FILE
 
 SCHEMA = "heidi.teacher_cache/1"
-DEFAULT_RELATIVE_PATH = Path("cache") / "teacher_responses.jsonl"
+DEFAULT_RELATIVE_PATH = Path(TEACHER_CACHE_FILE)
 _KEY = re.compile(r"[0-9a-f]{64}")
 
 
@@ -43,7 +45,7 @@ class CachedAnswer:
 def request_key(identity: Mapping[str, object], task: str, prompt: str, sample: int) -> str:
     """The cache key of one request: ``identity`` names the teacher, model and settings."""
     material = {"identity": dict(identity), "task": task, "prompt": prompt, "sample": sample}
-    canonical = json.dumps(material, ensure_ascii=True, separators=(",", ":"), sort_keys=True)
+    canonical = dumps(material, sort_keys=True)
     return hashlib.sha256(canonical.encode("ascii")).hexdigest()
 
 
@@ -75,7 +77,7 @@ class ResponseCache:
 
     def __init__(self, path: str | os.PathLike, *, fsync: bool | None = None) -> None:
         self.path = Path(path)
-        self.fsync = _fsync_enabled() if fsync is None else fsync
+        self.fsync = fsync_enabled() if fsync is None else fsync
         self.entries: dict[str, CachedAnswer] = {}
         self.torn_bytes = 0  # bytes of a torn last line cut off on load
         self._lock = threading.Lock()
@@ -136,7 +138,7 @@ class ResponseCache:
         row = {"schema": SCHEMA, "key": key, **context, "text": answer.text,
                "prompt_tokens": answer.prompt_tokens,
                "completion_tokens": answer.completion_tokens}
-        line = (dumps_line(row) + "\n").encode("ascii")
+        line = (dumps(row) + "\n").encode("ascii")
         with self._lock:
             if key in self.entries:
                 return

@@ -6,12 +6,13 @@ Core journals them, in order, while the stage runs (SPEC §6).
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Mapping, Sequence
 
+from ._py.jsonenc import dumps
+from .run_layout import LEVELS
+
 PREFIX = "@heidi "
-LEVELS = ("debug", "info", "warn", "error", "critical")
 
 
 def format_event(
@@ -36,7 +37,7 @@ def format_event(
     from .io import scrub_values
 
     (payload,) = scrub_values([payload])
-    return PREFIX + json.dumps(payload, ensure_ascii=True, separators=(",", ":"))
+    return PREFIX + dumps(payload)
 
 
 def emit_event(event_type: str, message: str, **fields) -> None:

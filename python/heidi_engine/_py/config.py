@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ConfigError
+from ..run_layout import MODES
 from .clock import is_iso_ms
 
 if sys.version_info >= (3, 11):
@@ -204,7 +205,7 @@ class Config:
     """
 
     out_dir: str = _setting("OUT_DIR", "path", "./heidi_out")
-    pipeline_mode: str = _setting("PIPELINE_MODE", "choice", "full", choices=("full", "collect"))
+    pipeline_mode: str = _setting("PIPELINE_MODE", "choice", "full", choices=MODES)
     run_unit_tests: bool = _setting("RUN_UNIT_TESTS", "bool", True)
     rounds: int = _setting("ROUNDS", "int", 2, minimum=1)
     samples_per_round: int = _setting("SAMPLES_PER_ROUND", "int", 240, minimum=1)
@@ -373,4 +374,14 @@ _FIELDS: tuple[_Field, ...] = tuple(
 _BY_NAME = {field.name: field for field in _FIELDS}
 _VALID_KEYS = ", ".join(sorted(_BY_NAME))
 
-__all__ = ["Config", "STAGE_DEFAULT_TIMEOUTS_S"]
+
+def setting_from_env(name: str) -> Any:
+    """One field as the environment alone sets it (its default when unset), checked as
+    :meth:`Config.from_env` checks it: for code that needs a single setting, not a run's
+    whole configuration (the file writers of :mod:`heidi_engine.io` take ``fsync`` so)."""
+    field = _BY_NAME[name]
+    raw = os.environ.get(field.env)
+    return field.default if raw is None else _convert(field, raw, field.env)
+
+
+__all__ = ["Config", "STAGE_DEFAULT_TIMEOUTS_S", "setting_from_env"]

@@ -18,63 +18,50 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..errors import ConfigError, JournalError, SpawnError, TransitionError
+from ..run_layout import (
+    ADAPTER_FILES,
+    COUNT_KEYS,
+    DATA_KIND_OF_COUNT,
+    DISPLAY_STATES,
+    ERROR,
+    IDLE,
+    JOURNAL_FILE,
+    LEVELS,
+    MODES,
+    PAUSED,
+    RESTING_STATES,
+    RUN_STATE_FILE,
+    RUNNING_STATES,
+    STAGE_OF_STATE,
+    STAGES,
+    STATE_OF_STAGE,
+    TRAIN_METRICS_NAME,
+    adapter_dir,
+    data_file,
+    eval_report,
+    log_file,
+)
 from . import faults
 from .clock import FakeClock, RunId, SystemClock
 from .config import Config
+from .fsutil import atomic_write
 from .journal import JournalWriter, verify_chain
-from .jsonenc import dumps, nesting_exceeds
+from .jsonenc import dumps, nesting_exceeds, reject_constant
 from .runlock import RunLock
 from .secrets import scrub_bytes, scrub_secrets
-from .status import StatusWriter, atomic_write
+from .status import StatusWriter
 from .subprocess_runner import CancelToken, Subprocess
 
 SCHEMA = "heidi.run_state/1"
-STAGES = ("generate", "validate", "test", "train", "eval")
-MODES = ("full", "collect")
-LEVELS = ("debug", "info", "warn", "error", "critical")
-
-IDLE, ERROR = "IDLE", "ERROR"
-STATE_OF_STAGE = {
-    "generate": "COLLECTING",
-    "validate": "VALIDATING",
-    "test": "TESTING",
-    "train": "FINALIZING",
-    "eval": "EVALUATING",
-}
-STAGE_OF_STATE = {state: stage for stage, state in STATE_OF_STAGE.items()}
-RUNNING_STATES = tuple(STAGE_OF_STATE)
 # Order of the calls listed in a TransitionError's "allowed" part.
 GUARDED_CALLS = ("start", "train_now", "pause", "resume", "stop", "reset")
 
-COUNT_KEYS = (
-    "raw_lines",
-    "clean_lines",
-    "rejected_lines",
-    "tested_lines",
-    "test_failed",
-    "train_lines",
-    "val_lines",
-)
-# Data files of a round in SPEC §5 order, with the status count each one fills.
-DATA_FILES = (
-    ("raw_lines", "raw"),
-    ("clean_lines", "clean"),
-    ("rejected_lines", "rejected"),
-    ("tested_lines", "tested"),
-    ("test_failed", "test_failed"),
-    ("train_lines", "train"),
-    ("val_lines", "val"),
-)
 MAX_STAGE_OUTPUT_BYTES = 1 << 20
 KILL_GRACE_S = 2.0
 HEIDI_LINE_PREFIX = "@heidi "
 INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
 # Failures of the run directory's I/O: they put the Core in ERROR (docs/design.md "Write errors").
 IO_ERRORS = (OSError, JournalError)
-
-
-def _data_file(kind: str, round_: int) -> str:
-    return f"data/{kind}_round_{round_}.jsonl"
 
 
 def stage_counters(stage: str, run_unit_tests: bool) -> tuple[str, ...]:
@@ -93,30 +80,27 @@ def stage_artifacts(stage: str, round_: int, run_unit_tests: bool) -> tuple[str,
     """Every output file of a stage, relative to OUT_DIR, in SPEC §5 order."""
     if stage in ("generate", "validate", "test"):
         wanted = set(stage_counters(stage, run_unit_tests))
-        return tuple(_data_file(kind, round_) for key, kind in DATA_FILES if key in wanted)
+        return tuple(data_file(kind, round_) for key, kind in DATA_KIND_OF_COUNT.items()
+                     if key in wanted)
     if stage == "train":
-        folder = f"out_lora/round_{round_}"
-        return (
-            f"{folder}/adapter_model.safetensors",
-            f"{folder}/adapter_config.json",
-            f"{folder}/metrics.json",
-        )
-    return (f"eval/report_round_{round_}.json",)
+        folder = adapter_dir(round_)
+        return tuple(f"{folder}/{name}" for name in (*ADAPTER_FILES, TRAIN_METRICS_NAME))
+    return (eval_report(round_),)
 
 
 def required_outputs(stage: str, round_: int, run_unit_tests: bool) -> tuple[str, ...]:
     """The files whose absence makes a stage's run fail (design.md "Stage processes")."""
-    split = (_data_file("train", round_), _data_file("val", round_))
+    split = (data_file("train", round_), data_file("val", round_))
     if stage == "generate":
-        return (_data_file("raw", round_),)
+        return (data_file("raw", round_),)
     if stage == "validate":
-        clean = (_data_file("clean", round_),)
+        clean = (data_file("clean", round_),)
         return clean if run_unit_tests else clean + split
     if stage == "test":
-        return (_data_file("tested", round_), *split)
+        return (data_file("tested", round_), *split)
     if stage == "train":
-        return (f"out_lora/round_{round_}/metrics.json",)
-    return (f"eval/report_round_{round_}.json",)
+        return (f"{adapter_dir(round_)}/{TRAIN_METRICS_NAME}",)
+    return (eval_report(round_),)
 
 
 def count_lines(path: str) -> int | None:
@@ -137,11 +121,6 @@ def _int_map(value: Any) -> bool:
     return isinstance(value, dict) and all(_is_int64(v) for v in value.values())
 
 
-def _reject_constant(name: str) -> None:
-    # NaN/Infinity are not JSON; the native parser refuses them too.
-    raise ValueError(name)
-
-
 def parse_heidi_line(line: str) -> dict[str, Any] | None:
     """The event of one ``@heidi {json}`` stdout line, or None when it is not a valid one."""
     if not line.startswith(HEIDI_LINE_PREFIX):
@@ -150,7 +129,7 @@ def parse_heidi_line(line: str) -> dict[str, Any] | None:
     if nesting_exceeds(text):  # refused unparsed, like any malformed line (both backends)
         return None
     try:
-        payload = json.loads(text, parse_constant=_reject_constant)
+        payload = json.loads(text, parse_constant=reject_constant)
         # A lone surrogate escape ("\ud800") is not Unicode: the native parser refuses the
         # line, so it is skipped here too.
         json.dumps(payload, ensure_ascii=False).encode("utf-8")
@@ -178,7 +157,6 @@ def parse_heidi_line(line: str) -> dict[str, Any] | None:
     return event
 
 
-STATE_NAMES = (IDLE, "PAUSED", ERROR, *RUNNING_STATES)
 STATE_KEYS = ("schema", "run_id", "mode", "state", "stage", "current_round", "counts",
               "last_completed", "last_error", "journal_head")
 
@@ -195,7 +173,7 @@ def state_file_problem(saved: Any) -> str | None:
         ("schema", saved["schema"] == SCHEMA),
         ("run_id", isinstance(saved["run_id"], str)),
         ("mode", saved["mode"] in MODES),
-        ("state", isinstance(saved["state"], str) and saved["state"] in STATE_NAMES),
+        ("state", isinstance(saved["state"], str) and saved["state"] in DISPLAY_STATES),
         ("stage", saved["stage"] is None or saved["stage"] in STAGES),
         ("current_round", _is_int64(saved["current_round"])),
         ("counts", _int_map(saved["counts"])),
@@ -313,8 +291,8 @@ class Core:
 
     def _open_run(self) -> None:
         """Check what OUT_DIR holds (changing nothing), then clean up and continue it."""
-        self._state_path = os.path.join(self._out_dir, "state", "run_state.json")
-        journal_path = os.path.join(self._out_dir, "journal", "events.jsonl")
+        self._state_path = os.path.join(self._out_dir, RUN_STATE_FILE)
+        journal_path = os.path.join(self._out_dir, JOURNAL_FILE)
         saved = self._load_saved_state()
         run_id = self._choose_run_id(saved, journal_path)
         trailing = self._verified_events_after_head(journal_path, saved)
@@ -452,7 +430,7 @@ class Core:
     # ----- status ---------------------------------------------------------------------
 
     def _display_state(self) -> str:
-        return "PAUSED" if self._paused else self._state
+        return PAUSED if self._paused else self._state
 
     def _waiting(self) -> bool:
         """IDLE in collect mode with the current round's data ready for train-now."""
@@ -620,7 +598,7 @@ class Core:
         self._round = round_
         self._counts = dict.fromkeys(COUNT_KEYS, 0)
         self._append("round_start", f"round {round_}/{self._config.rounds}")
-        self._state, self._stage = "COLLECTING", "generate"
+        self._state, self._stage = STATE_OF_STAGE["generate"], "generate"
 
     def _begin_resumed(self, mode: str) -> None:
         assert self._last_completed is not None
@@ -664,7 +642,7 @@ class Core:
                 self.last_refusal = refusal
                 return False
             self.last_refusal = ""
-            self._state, self._stage = "FINALIZING", "train"
+            self._state, self._stage = STATE_OF_STAGE["train"], "train"
             self._train_now_pending = True
             try:
                 self._append("train_now_trigger", f"train now round {self._round}")
@@ -772,7 +750,7 @@ class Core:
         """Tick until IDLE, ERROR or PAUSED; returns that state name."""
         while True:
             state = self.tick()
-            if state in (IDLE, ERROR, "PAUSED"):
+            if state in RESTING_STATES:
                 return state
 
     def tick(self) -> str:
@@ -844,9 +822,8 @@ class Core:
             return f"failed: spawn error: cannot execute '{exc.filename}': {exc.strerror}"
         log = result.stdout + (b"\n--- stderr ---\n" + result.stderr if result.stderr else b"")
         log = scrub_bytes(log)  # what a stage or its programs print may hold a secret
-        logs = os.path.join(self._out_dir, "logs")
-        os.makedirs(logs, exist_ok=True)
-        log_path = os.path.join(logs, f"{stage}_round_{round_}.log")
+        log_path = os.path.join(self._out_dir, log_file(stage, round_))
+        os.makedirs(os.path.dirname(log_path), exist_ok=True)
         atomic_write(log_path, log, fsync=self._config.fsync)
         if result.cancelled:
             return None  # the tick sees stop_requested and records the cancel
@@ -916,7 +893,7 @@ class Core:
         # A mock stage did not run: it has no outputs to count (docs/design.md).
         mock = self._config.mock_subprocesses
         for key in count_keys:
-            rel = _data_file(dict(DATA_FILES)[key], round_)
+            rel = data_file(DATA_KIND_OF_COUNT[key], round_)
             lines = None if mock else count_lines(os.path.join(self._out_dir, rel))
             counters[key] = lines or 0
             if lines is not None:

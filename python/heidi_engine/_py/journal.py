@@ -15,8 +15,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import JournalError
+from ..run_layout import EVENT_STAGES, JOURNAL_DIR, JOURNAL_FILE, LEVELS, RUN_STATE_FILE
 from . import faults
 from .clock import SystemClock
+from .fsutil import fsync_dir, write_all
 from .jsonenc import encode_string
 from .secrets import scrub_secrets
 
@@ -35,8 +37,7 @@ KEYS = (
     "artifact_paths",
     "prev_hash",
 )
-LEVELS = ("debug", "info", "warn", "error", "critical")
-STAGES = ("pipeline", "generate", "validate", "test", "train", "eval")
+STAGES = EVENT_STAGES
 EVENT_VERSION = "1.0"
 
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
@@ -198,12 +199,12 @@ def _paths(path_or_out_dir: str | os.PathLike[str]) -> tuple[str, str | None]:
     path = os.fspath(path_or_out_dir)
     if os.path.isdir(path):
         return (
-            os.path.join(path, "journal", "events.jsonl"),
-            os.path.join(path, "state", "run_state.json"),
+            os.path.join(path, JOURNAL_FILE),
+            os.path.join(path, RUN_STATE_FILE),
         )
     parent = os.path.dirname(os.path.abspath(path))
-    if os.path.basename(parent) == "journal":
-        return path, os.path.join(os.path.dirname(parent), "state", "run_state.json")
+    if os.path.basename(parent) == JOURNAL_DIR:
+        return path, os.path.join(os.path.dirname(parent), RUN_STATE_FILE)
     return path, None
 
 
@@ -321,13 +322,13 @@ class JournalWriter:
         aside = f"{self.path}.torn-{self._seq + 1}"
         fd = os.open(aside, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
         try:
-            _write_all(fd, torn)
+            write_all(fd, torn)
             os.fsync(fd)
         finally:
             os.close(fd)
         os.ftruncate(self._fd, keep)
         os.fsync(self._fd)
-        _fsync_dir(os.path.dirname(self.path) or ".")
+        fsync_dir(os.path.dirname(self.path) or ".")
 
     # -- writing -----------------------------------------------------------------------
 
@@ -389,7 +390,7 @@ class JournalWriter:
         try:
             if faults.ARMED:
                 faults.torn_write("journal_torn", self._fd, data, self.path)
-            _write_all(self._fd, data)
+            write_all(self._fd, data)
             os.fdatasync(self._fd)
             if faults.ARMED:
                 faults.hit("journal_written", self.path)
@@ -412,7 +413,7 @@ class JournalWriter:
         try:
             if faults.ARMED:
                 faults.torn_write("journal_flush_torn", self._fd, data, self.path)
-            _write_all(self._fd, data)
+            write_all(self._fd, data)
         except OSError as exc:
             # Lines the writer has already counted are lost: it stops (see _failure).
             self._write_failed(exc, keep_usable=False)
@@ -468,21 +469,6 @@ class JournalWriter:
 
     def __repr__(self) -> str:
         return f"JournalWriter({self.path!r})"
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
-
-
-def _fsync_dir(directory: str) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 __all__ = [

@@ -1,7 +1,8 @@
 """The engine's JSON encoding: ``json.dumps(obj, ensure_ascii=True, separators=(",", ":"))``.
 
 Every journal line and state file is this text plus ``"\\n"``; the native backend has its
-own encoder with byte-identical output (golden vectors in ``tests/data/``).
+own encoder with byte-identical output (golden vectors in ``tests/data/``). The stages'
+files, the ``@heidi`` lines and both servers' answers use the same :func:`dumps`.
 """
 
 from __future__ import annotations
@@ -12,9 +13,15 @@ from json.encoder import encode_basestring_ascii as encode_string  # noqa: F401 
 from typing import Any
 
 
-def dumps(obj: Any) -> str:
+def dumps(obj: Any, *, sort_keys: bool = False) -> str:
     """Compact, ASCII-only JSON of ``obj`` (no trailing newline)."""
-    return json.dumps(obj, ensure_ascii=True, separators=(",", ":"))
+    return json.dumps(obj, ensure_ascii=True, separators=(",", ":"), sort_keys=sort_keys)
+
+
+def reject_constant(name: str) -> Any:
+    """``parse_constant`` for ``json.loads``: NaN and Infinity are not JSON, and the native
+    parser refuses them too."""
+    raise ValueError(f"not JSON: {name}")
 
 
 # Deepest nesting of arrays and objects accepted in a stage's @heidi line or a request body
@@ -42,4 +49,4 @@ def nesting_exceeds(text: str | bytes, max_depth: int = MAX_NESTING_DEPTH) -> bo
     return False
 
 
-__all__ = ["MAX_NESTING_DEPTH", "dumps", "encode_string", "nesting_exceeds"]
+__all__ = ["MAX_NESTING_DEPTH", "dumps", "encode_string", "nesting_exceeds", "reject_constant"]

@@ -13,12 +13,11 @@ import os
 import time
 
 from ..errors import RunLockedError
-
-LOCK_NAME = os.path.join("state", "run.lock")
+from ..run_layout import RUN_LOCK_FILE
 
 
 def lock_path(out_dir: str) -> str:
-    return os.path.join(out_dir, LOCK_NAME)
+    return os.path.join(out_dir, RUN_LOCK_FILE)
 
 
 def _holder_pid(fd: int) -> str:
@@ -79,4 +78,4 @@ class RunLock:
         os.close(fd)
 
 
-__all__ = ["LOCK_NAME", "RunLock", "lock_path"]
+__all__ = ["RunLock", "lock_path"]

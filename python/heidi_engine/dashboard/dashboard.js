@@ -6,6 +6,8 @@
 const POLL_MS = 1000;
 const EVAL_POLL_MS = 5000;
 const MAX_EVENTS = 60;
+// The running states of SPEC §4, as in heidi_engine/run_layout.py (RUNNING_STATES): this
+// static page, served byte for byte by both servers, cannot import them.
 const RUNNING_STATES = ["COLLECTING", "VALIDATING", "TESTING", "FINALIZING", "EVALUATING"];
 const COUNT_LABELS = [
   ["raw_lines", "teacher answers"], ["clean_lines", "clean"], ["rejected_lines", "rejected"],

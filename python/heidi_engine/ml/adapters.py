@@ -13,7 +13,7 @@ import re
 import shutil
 from pathlib import Path
 
-from ..io import _fsync_enabled, fsync_dir, fsync_files
+from ..io import fsync_dir, fsync_enabled, fsync_files
 
 ADAPTER_FILES = ("adapter_model.safetensors", "adapter_config.json")
 _ROUND_DIR = re.compile(r"^round_(\d+)$")
@@ -50,7 +50,7 @@ def publish_dir(tmp: Path, final: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
         os.replace(final, old)
     os.replace(tmp, final)
-    if _fsync_enabled():
+    if fsync_enabled():
         fsync_dir(final.parent)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
@@ -82,5 +82,5 @@ def point_best_adapter(out_dir: Path, adapter_dir: Path) -> None:
     tmp.unlink(missing_ok=True)
     os.symlink(target, tmp)
     os.replace(tmp, link)
-    if _fsync_enabled():
+    if fsync_enabled():
         fsync_dir(out_dir)

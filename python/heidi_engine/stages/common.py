@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import run_layout
 from .._py.config import Config
 from ..errors import ConfigError
 from ..io import JsonlError, read_jsonl, write_jsonl_atomic
@@ -22,11 +23,13 @@ from ..telemetry import emit_event
 
 @dataclass(frozen=True)
 class RoundPaths:
+    """The files of one round in ``out_dir`` (names from :mod:`heidi_engine.run_layout`)."""
+
     out_dir: Path
     round: int
 
     def data(self, kind: str, round: int | None = None) -> Path:
-        return self.out_dir / "data" / f"{kind}_round_{self.round if round is None else round}.jsonl"
+        return self.out_dir / run_layout.data_file(kind, self.round if round is None else round)
 
     @property
     def raw(self) -> Path:
@@ -58,26 +61,26 @@ class RoundPaths:
 
     @property
     def lora_dir(self) -> Path:
-        return self.out_dir / "out_lora" / f"round_{self.round}"
+        return self.lora_dir_of(self.round)
 
     def lora_dir_of(self, round: int) -> Path:
-        return self.out_dir / "out_lora" / f"round_{round}"
+        return self.out_dir / run_layout.adapter_dir(round)
 
     @property
     def eval_report(self) -> Path:
-        return self.out_dir / "eval" / f"report_round_{self.round}.json"
+        return self.eval_report_of(self.round)
 
     def eval_report_of(self, round: int) -> Path:
-        return self.out_dir / "eval" / f"report_round_{round}.json"
+        return self.out_dir / run_layout.eval_report(round)
 
     @property
     def best_adapter(self) -> Path:
-        return self.out_dir / "best_adapter"
+        return self.out_dir / run_layout.BEST_ADAPTER
 
     @property
     def state_dir(self) -> Path:
         """Stage-private persistent state (e.g. the near-duplicate index)."""
-        return self.out_dir / "state"
+        return self.out_dir / run_layout.STATE_DIR
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .. import prompts
+from .. import prompts, run_layout
 from .._py.config import Config
 from ..errors import HeidiError
 from ..eval_stats import mean_pass_at_k, wilson_interval
@@ -47,7 +47,6 @@ from .common import StageContext, read_samples, run_stage
 # The generation budget per task and the batch of prompts generated together.
 MAX_NEW_TOKENS = 128
 GENERATION_BATCH = 10
-BASELINE_FILE = "baseline.json"
 # The run's fixed validation set: the first round's validation split. Later rounds never
 # train on it (exact and near-duplicate removal persist across rounds), so losses on it
 # compare adapters of different rounds on the same data.
@@ -209,7 +208,7 @@ def best_report(out_dir: Path, this_round: int) -> tuple[str | None, dict | None
     best_round = adapters.round_of_adapter(best)
     if best_round is None or best_round == this_round:
         return None, None, None
-    report_path = out_dir / "eval" / f"report_round_{best_round}.json"
+    report_path = out_dir / run_layout.eval_report(best_round)
     if not report_path.is_file():
         return os.path.relpath(best, out_dir), None, best_round
     report = json.loads(report_path.read_text(encoding="utf-8"))
@@ -221,7 +220,7 @@ def previous_dev_failures(out_dir: Path, this_round: int, baseline: dict) -> lis
     if this_round <= 1:
         rows = baseline["sections"]["dev"]["tasks"]
     else:
-        path = out_dir / "eval" / f"report_round_{this_round - 1}.json"
+        path = out_dir / run_layout.eval_report(this_round - 1)
         try:
             rows = json.loads(path.read_text(encoding="utf-8"))["sections"]["dev"]["adapter"][
                 "tasks"
@@ -234,10 +233,10 @@ def previous_dev_failures(out_dir: Path, this_round: int, baseline: dict) -> lis
 def teacher_usage(out_dir: Path, round_no: int) -> dict:
     """What the round's teacher cost, from the journal's complete lines: tokens paid for,
     ``cost_micros`` (with HEIDI_TEACHER_PRICE_* set) and answers taken from the cache."""
-    from ..api.journal_index import TEACHER_USAGE, JournalIndex
+    from ..server.journal_index import TEACHER_USAGE, JournalIndex
 
     empty = {**dict.fromkeys(TEACHER_USAGE, 0), "cache_hits": 0}
-    path = out_dir / "journal" / "events.jsonl"
+    path = out_dir / run_layout.JOURNAL_FILE
     if not path.is_file():
         return empty
     return dict(JournalIndex(path).refresh().teacher_by_round.get(round_no, empty))
@@ -345,7 +344,7 @@ def run(ctx: StageContext) -> dict:
             )
         return measured
 
-    baseline_path = paths.out_dir / "eval" / BASELINE_FILE
+    baseline_path = paths.out_dir / run_layout.EVAL_BASELINE_FILE
     key = baseline_key(config, sections, chat)
     baseline = load_baseline(baseline_path, key)
     if baseline is None:

@@ -40,6 +40,7 @@ import numpy as np
 
 from ..errors import HeidiError
 from ..io import iter_jsonl, write_bytes_atomic
+from ..run_layout import DATA_NAME, VALIDATE_INDEX_NAME, rounds_present
 from ..tasks.model import has_runnable_tests, is_entry_point
 from ..tasks.procedural import is_procedural_id
 from .contamination import HeldOutIndex
@@ -136,16 +137,11 @@ class SnapshotError(HeidiError, ValueError):
 
 
 def _snapshot_path(state_dir: Path, round: int) -> Path:
-    return state_dir / f"validate_index_round_{round}.npz"
+    return state_dir / VALIDATE_INDEX_NAME.format(round=round)
 
 
 def _snapshot_rounds(state_dir: Path) -> list[int]:
-    rounds = []
-    for path in state_dir.glob("validate_index_round_*.npz"):
-        suffix = path.stem.rsplit("_", 1)[-1]
-        if suffix.isdigit():
-            rounds.append(int(suffix))
-    return sorted(rounds)
+    return rounds_present(state_dir, VALIDATE_INDEX_NAME)
 
 
 def sample_key(sample: dict) -> str:
@@ -187,7 +183,7 @@ def load_state(state_dir: Path, data_dir: Path, round: int) -> DedupState:
             start = earlier + 1
             break
     for earlier in range(start, round):
-        clean = data_dir / f"clean_round_{earlier}.jsonl"
+        clean = data_dir / DATA_NAME.format(kind="clean", round=earlier)
         if clean.exists():
             state.add_all(list(iter_jsonl(clean)))
     return state

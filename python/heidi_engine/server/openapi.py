@@ -1,10 +1,10 @@
-"""The control API shared by ``heidid`` and ``heidi serve``.
+"""The route table shared by ``heidid`` and ``heidi serve``.
 
 ``openapi.json`` beside this file is both the published OpenAPI 3 document and the
 route table both servers route by (paths, methods, which routes need the token, query
-parameter limits, request-body fields), so the two servers cannot drift apart.
-The request handling itself lives in :mod:`heidi_engine.server`; the C++ daemon
-implements the same rules in ``cpp/daemon/api.cpp``.
+parameter limits, request-body fields), so the two servers cannot drift apart. The
+request handling itself lives in :mod:`.api`; the C++ daemon embeds the same document
+and implements the same rules in ``cpp/daemon/api.cpp``.
 """
 
 from __future__ import annotations
@@ -14,9 +14,11 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-API_DIR = Path(__file__).resolve().parent
-OPENAPI_PATH = API_DIR / "openapi.json"
-DASHBOARD_DIR = API_DIR.parent / "dashboard"
+from .._py.jsonenc import dumps
+
+SERVER_DIR = Path(__file__).resolve().parent
+OPENAPI_PATH = SERVER_DIR / "openapi.json"
+DASHBOARD_DIR = SERVER_DIR.parent / "dashboard"
 
 # Request bodies above this size get 413 (both servers).
 MAX_BODY_BYTES = 64 * 1024
@@ -130,7 +132,7 @@ def route_table() -> dict[str, Route]:
 
 def document_bytes() -> bytes:
     """The document as served: compact, ASCII-only JSON (the same bytes from both servers)."""
-    return json.dumps(load_document(), ensure_ascii=True, separators=(",", ":")).encode()
+    return dumps(load_document()).encode()
 
 
 __all__ = [

@@ -1,4 +1,5 @@
-"""Evaluation reports (``OUT_DIR/eval/report_round_N.json``) as the servers show them."""
+"""Evaluation reports (``OUT_DIR/eval/report_round_N.json``) as the servers show them (the
+twin of ``cpp/daemon/eval_reports.cpp``)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,10 @@ import re
 import threading
 from pathlib import Path
 
+from .._py.jsonenc import reject_constant
+from ..run_layout import EVAL_DIR
+
+# run_layout.EVAL_REPORT_NAME, for rounds 1..999999999 written without leading zeros (as heidid).
 REPORT_NAME = re.compile(r"^report_round_([1-9][0-9]{0,8})\.json$")
 # The report fields the API passes on, in this order (null when a report lacks one).
 REPORT_FIELDS = ("pass_at_1", "baseline_pass_at_1", "n_tasks", "n_passed", "val_loss",
@@ -20,7 +25,7 @@ class EvalReports:
     """Reads the reports, re-parsing a file only when its size or mtime changed."""
 
     def __init__(self, out_dir: str | os.PathLike) -> None:
-        self.eval_dir = Path(out_dir) / "eval"
+        self.eval_dir = Path(out_dir) / EVAL_DIR
         self._lock = threading.Lock()
         self._cache: dict[int, tuple[tuple[int, int], dict | None]] = {}
 
@@ -57,7 +62,7 @@ class EvalReports:
         entry: dict | None
         try:
             with open(path, encoding="utf-8") as fh:
-                report = json.load(fh, parse_constant=_reject_constant)
+                report = json.load(fh, parse_constant=reject_constant)
         except (OSError, ValueError):
             report = None
         if isinstance(report, dict):
@@ -69,11 +74,6 @@ class EvalReports:
             entry = None
         self._cache[round_no] = (key, entry)
         return entry
-
-
-def _reject_constant(name: str) -> float:
-    # NaN/Infinity are not JSON; the daemon's parser refuses them too.
-    raise ValueError(f"not JSON: {name}")
 
 
 def _is_number(value: object) -> bool:

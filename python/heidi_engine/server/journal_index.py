@@ -1,4 +1,5 @@
-"""Incremental reader of the event journal for the servers.
+"""Incremental reader of the event journal for the servers (the twin of
+``cpp/daemon/journal_index.cpp``), and for ``heidi status``, ``heidi events`` and ``heidi run``.
 
 The Core is the journal's only writer; servers only read it. The index remembers the
 byte offset of every complete line, so a page of events costs one read of the bytes
@@ -16,18 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .._py.clock import is_iso_ms, parse_iso_ms
+from ..run_layout import DATA_KIND_OF_COUNT, STAGES
 
-STAGES = ("generate", "validate", "test", "train", "eval")
-# stage_end counters -> the sample outcome they count (SPEC §5 file kinds).
-SAMPLE_COUNTERS = {
-    "raw_lines": "raw",
-    "clean_lines": "clean",
-    "rejected_lines": "rejected",
-    "tested_lines": "tested",
-    "test_failed": "test_failed",
-    "train_lines": "train",
-    "val_lines": "val",
-}
+# The level of a stage_end -> the outcome of the stage run (SPEC §4).
 STAGE_OUTCOMES = {"info": "ok", "error": "failed", "warn": "cancelled"}
 # Teacher usage_delta names summed over every event (tokens and cost paid for).
 TEACHER_USAGE = ("prompt_tokens", "completion_tokens", "cost_micros")
@@ -44,7 +36,8 @@ class StageStats:
 class JournalAggregates:
     last_seq: int = 0
     stages: dict[str, StageStats] = field(default_factory=lambda: {s: StageStats() for s in STAGES})
-    samples: dict[str, int] = field(default_factory=lambda: {o: 0 for o in SAMPLE_COUNTERS.values()})
+    samples: dict[str, int] = field(
+        default_factory=lambda: dict.fromkeys(DATA_KIND_OF_COUNT.values(), 0))
     teacher_usage: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TEACHER_USAGE, 0))
     teacher_cache_hits: int = 0
     # Per round: the teacher usage names and ``cache_hits`` (what each round's eval report shows).
@@ -134,7 +127,7 @@ class JournalIndex:
                 stats.duration_ms_sum += stats.last_duration_ms
             counters = event.get("counters_delta")
             if outcome == "ok" and isinstance(counters, dict):
-                for name, outcome_name in SAMPLE_COUNTERS.items():
+                for name, outcome_name in DATA_KIND_OF_COUNT.items():
                     value = counters.get(name)
                     if isinstance(value, int) and not isinstance(value, bool):
                         agg.samples[outcome_name] += value

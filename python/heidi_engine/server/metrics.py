@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import json
 
-from .journal_index import SAMPLE_COUNTERS, STAGE_OUTCOMES, STAGES, JournalAggregates
+from ..run_layout import DATA_KIND_OF_COUNT, DISPLAY_STATES, STAGES
+from .journal_index import STAGE_OUTCOMES, JournalAggregates
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-STATES = ("IDLE", "COLLECTING", "VALIDATING", "TESTING", "FINALIZING", "EVALUATING", "ERROR",
-          "PAUSED")
 
 
 def format_number(value: float | int) -> str:
@@ -35,7 +34,7 @@ def render(status_json: str, journal: JournalAggregates, eval_rounds: list[dict]
         out.append(f"# TYPE {name} {kind}")
 
     family("heidi_state", "gauge", "Current run state (1 for the state the run is in).")
-    for state in STATES:
+    for state in DISPLAY_STATES:
         out.append(f'heidi_state{{state="{state}"}} {1 if status.get("state") == state else 0}')
     family("heidi_paused", "gauge", "1 while the run is paused.")
     out.append(f"heidi_paused {1 if status.get('paused') else 0}")
@@ -62,11 +61,11 @@ def render(status_json: str, journal: JournalAggregates, eval_rounds: list[dict]
                    f"{format_ms_as_seconds(journal.stages[stage].last_duration_ms)}")
 
     family("heidi_samples_total", "counter", "Samples written, by outcome, over all rounds.")
-    for outcome in SAMPLE_COUNTERS.values():
+    for outcome in DATA_KIND_OF_COUNT.values():
         out.append(f'heidi_samples_total{{outcome="{outcome}"}} {journal.samples[outcome]}')
     family("heidi_round_samples", "gauge", "Samples of the current round, by outcome.")
     counts = status.get("counts") or {}
-    for counter, outcome in SAMPLE_COUNTERS.items():
+    for counter, outcome in DATA_KIND_OF_COUNT.items():
         out.append(f'heidi_round_samples{{outcome="{outcome}"}} {int(counts.get(counter) or 0)}')
 
     latest = next((r for r in reversed(eval_rounds) if r.get("pass_at_1") is not None), None)
