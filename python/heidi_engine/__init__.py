@@ -7,6 +7,7 @@ first use so importing the package stays cheap.
 
 from __future__ import annotations
 
+from . import errors
 from .backend import PUBLIC_NAMES, load
 from .errors import (
     ConfigError,
@@ -28,13 +29,4 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'heidi_engine' has no attribute {name!r}")
 
 
-__all__ = [
-    *PUBLIC_NAMES,
-    "ConfigError",
-    "HeidiError",
-    "JournalError",
-    "RunLockedError",
-    "SpawnError",
-    "TransitionError",
-    "load",
-]
+__all__ = [*PUBLIC_NAMES, *errors.__all__, "load"]

@@ -667,21 +667,17 @@ class Core:
         return None
 
     def pause(self) -> None:
-        with self._lock:
-            self._require("pause")
-            self._paused = True
-            try:
-                self._append("paused", "paused")
-                self._write_state()
-            except IO_ERRORS as exc:
-                self._enter_io_error(exc)
+        self._set_paused("pause", True, "paused")
 
     def resume(self) -> None:
+        self._set_paused("resume", False, "resumed")
+
+    def _set_paused(self, call: str, paused: bool, event: str) -> None:
         with self._lock:
-            self._require("resume")
-            self._paused = False
+            self._require(call)
+            self._paused = paused
             try:
-                self._append("resumed", "resumed")
+                self._append(event, event)
                 self._write_state()
             except IO_ERRORS as exc:
                 self._enter_io_error(exc)
