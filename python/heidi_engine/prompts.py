@@ -132,13 +132,17 @@ def _arg_names(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> list[str]:
     return [a.arg for a in (*args.posonlyargs, *args.args, *args.kwonlyargs)]
 
 
-def _prompt_function(prompt: str, entry_point: str) -> ast.FunctionDef | None:
+def top_level_function(source: str, name: str | None = None) -> ast.FunctionDef | None:
+    """The first top-level ``def`` of ``source`` called ``name`` (when None: called anything
+    but ``check``, the tests' name); None when there is none or ``source`` does not parse."""
     try:
-        tree = ast.parse(prompt)
+        tree = ast.parse(source)
     except SyntaxError:
         return None
     for node in tree.body:
-        if isinstance(node, ast.FunctionDef) and node.name == entry_point:
+        if isinstance(node, ast.FunctionDef) and (
+            node.name == name if name is not None else node.name != "check"
+        ):
             return node
     return None
 
@@ -179,7 +183,7 @@ def extract_code(text: str, entry_point: str, prompt: str = "") -> str:
     )
     if not prompt.strip():
         return _join(others, _segment(lines, target))
-    reference = _prompt_function(prompt, entry_point)
+    reference = top_level_function(prompt, entry_point)
     if reference is None or _arg_names(reference) != _arg_names(target):
         return "\n" + _join(others, _segment(lines, target))
     statements = target.body

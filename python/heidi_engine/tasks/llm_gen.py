@@ -17,7 +17,7 @@ import random
 import re
 import textwrap
 
-from ..prompts import _THINK, code_blocks, extract_code
+from ..prompts import _THINK, code_blocks, extract_code, top_level_function
 from .model import Task
 
 TOPICS = (
@@ -115,21 +115,6 @@ def _from_blocks(text: str) -> dict:
     }
 
 
-def _function(source: str, entry_point: str) -> ast.FunctionDef | None:
-    try:
-        tree = ast.parse(source)
-    except SyntaxError:
-        return None
-    for node in tree.body:
-        if (
-            isinstance(node, ast.FunctionDef)
-            and (node.name == entry_point or not entry_point)
-            and node.name != "check"
-        ):
-            return node
-    return None
-
-
 def _tests_as_check(tests: str, entry_point: str) -> str:
     """``tests`` as a ``check(candidate)`` function (bare asserts are wrapped in one)."""
     tests = textwrap.dedent(tests).strip("\n") + "\n"
@@ -153,7 +138,8 @@ def parse_invented_task(text: str, *, topic: str = "") -> tuple[Task, str]:
     if not solution.strip():
         raise InventionError("no solution code in the reply")
     entry_point = _lookup(obj, "entry_point").strip().split("(")[0].strip()
-    function = _function(solution, entry_point) or _function(solution, "")
+    named = top_level_function(solution, entry_point) if entry_point not in ("", "check") else None
+    function = named or top_level_function(solution)
     if function is None:
         raise InventionError("the solution does not define a function that parses")
     entry_point = function.name
