@@ -69,7 +69,7 @@ DEFAULT_ENV = {
     "HEIDI_TEACHER_PRICE_PROMPT": "0.0",
     "HEIDI_TEACHER_PRICE_COMPLETION": "0.0",
     "BASE_MODEL": "smollm2",
-    "TRAIN_STEPS": "64",
+    "TRAIN_STEPS": "72",
     "LR": "0.0015",
     "LORA_R": "8",
     "LORA_ALPHA": "16",

@@ -61,7 +61,7 @@ struct Config {
     double teacher_price_prompt = 0.0;       // per million tokens
     double teacher_price_completion = 0.0;
     std::string base_model = "smollm2";
-    std::int64_t train_steps = 64;
+    std::int64_t train_steps = 72;
     double lr = 0.0015;
     std::int64_t lora_r = 8;
     std::int64_t lora_alpha = 16;

@@ -264,7 +264,7 @@ class Config:
         "HEIDI_TEACHER_PRICE_COMPLETION", "float", 0.0, float_ok=">=0"
     )
     base_model: str = _setting("BASE_MODEL", "str", "smollm2")
-    train_steps: int = _setting("TRAIN_STEPS", "int", 64, minimum=1)
+    train_steps: int = _setting("TRAIN_STEPS", "int", 72, minimum=1)
     lr: float = _setting("LR", "float", 0.0015, float_ok=">0")
     lora_r: int = _setting("LORA_R", "int", 8, minimum=1)
     lora_alpha: int = _setting("LORA_ALPHA", "int", 16, minimum=1)
