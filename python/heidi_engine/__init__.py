@@ -9,14 +9,12 @@ from __future__ import annotations
 
 from . import errors
 from .backend import PUBLIC_NAMES, load
-from .errors import (
-    ConfigError,
-    HeidiError,
-    JournalError,
-    RunLockedError,
-    SpawnError,
-    TransitionError,
-)
+from .errors import ConfigError as ConfigError  # re-exported: errors.__all__
+from .errors import HeidiError as HeidiError
+from .errors import JournalError as JournalError
+from .errors import RunLockedError as RunLockedError
+from .errors import SpawnError as SpawnError
+from .errors import TransitionError as TransitionError
 
 __version__ = "0.1.0"
 
